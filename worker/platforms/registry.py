@@ -1,0 +1,31 @@
+"""Which client serves which platform: the one place platform names are listed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from worker.platforms.base import PlatformClient
+from worker.platforms.facebook import FacebookClient
+from worker.platforms.instagram import InstagramClient
+from worker.platforms.youtube import YouTubeClient
+
+#: Every platform Herald publishes to; also the names settings and the sandbox use.
+PLATFORMS = ("instagram", "facebook", "youtube")
+
+_FACTORIES: dict[str, Callable[[str, float, float], PlatformClient]] = {
+    "instagram": InstagramClient,
+    "facebook": FacebookClient,
+    "youtube": YouTubeClient,
+}
+
+
+def get_client(
+    platform: str, base_url: str, connect_timeout: float, read_timeout: float
+) -> PlatformClient:
+    """A client for ``platform`` talking to ``base_url``; ValueError for an unknown name."""
+    try:
+        factory = _FACTORIES[platform]
+    except KeyError:
+        known = ", ".join(PLATFORMS)
+        raise ValueError(f"unknown platform {platform!r}; expected one of: {known}") from None
+    return factory(base_url, connect_timeout, read_timeout)
