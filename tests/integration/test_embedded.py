@@ -1,0 +1,58 @@
+"""With no URL set, Herald starts real Redis and PostgreSQL under HERALD_HOME and reuses them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+CONTRACT_URLS = ("DATABASE_URL", "REDIS_URL", "BROKER_URL")
+
+
+def herald(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in CONTRACT_URLS}
+    env.update({"HERALD_HOME": str(home), "HERALD_NAMESPACE": "embedded-test"})
+    return subprocess.run(
+        [sys.executable, "-m", "worker.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    path = tmp_path / "herald-home"
+    yield path
+    herald(path, "embedded", "stop")
+
+
+def test_embedded_servers_start_migrate_answer_and_persist_across_restarts(home: Path) -> None:
+    assert herald(home, "migrate").returncode == 0
+    health = herald(home, "health")
+    assert health.returncode == 0, health.stdout + health.stderr
+    first = json.loads(health.stdout)
+    assert first["checks"]["database"]["schema_revision"] == "0001"
+
+    status = json.loads(herald(home, "embedded", "status").stdout)
+    assert status["redis"] and status["redis"].startswith("redis://127.0.0.1:")
+    assert status["postgres"] and status["postgres"].startswith("postgresql://")
+    assert (home / "postgres" / "data" / "PG_VERSION").exists()
+
+    stopped = json.loads(herald(home, "embedded", "stop").stdout)
+    assert sorted(stopped["stopped"]) == ["postgres", "redis"]
+    assert json.loads(herald(home, "embedded", "status").stdout) == {
+        "redis": None,
+        "postgres": None,
+    }
+
+    # Started again on demand, with the data of the first run: the schema is still there.
+    again = herald(home, "health")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert json.loads(again.stdout)["checks"]["database"]["schema_revision"] == "0001"

@@ -1,0 +1,33 @@
+"""The Celery app. `celery -A worker.app worker|beat|flower` and `herald run` start it.
+
+A wrong setting stops the process here with status 2 and one line per problem,
+before Celery prints a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from celery import Celery
+
+from worker.settings import SettingsError, get_settings
+
+#: Modules whose tasks every worker registers.
+TASK_MODULES = ("tasks.maintenance",)
+
+
+def _settings_or_exit() -> None:
+    try:
+        get_settings()
+    except SettingsError as exc:
+        print("herald: configuration error", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+_settings_or_exit()
+app = Celery("herald", include=list(TASK_MODULES))
+app.config_from_object("celeryconfig")
+
+import worker.signals  # noqa: E402, F401  (receivers register on import)

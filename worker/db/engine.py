@@ -1,0 +1,58 @@
+"""One SQLAlchemy engine per process, tuned pool, safe across fork."""
+
+from __future__ import annotations
+
+import functools
+
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.engine import URL, make_url
+
+from worker.constants import PG_APPLICATION_NAME
+from worker.settings import Settings, get_settings
+
+
+def sqlalchemy_url(database_url: str) -> URL:
+    """The URL with the psycopg 3 driver, whatever spelling the operator used."""
+    return make_url(database_url).set(drivername="postgresql+psycopg")
+
+
+def libpq_url(database_url: str) -> str:
+    """The URL as libpq tools (psql, pg_dump, psycopg) take it."""
+    url = make_url(database_url).set(drivername="postgresql")
+    return url.render_as_string(hide_password=False)
+
+
+def build_engine(settings: Settings, *, role: str = "worker") -> Engine:
+    """An engine whose connections identify themselves and cannot run forever."""
+    assert settings.database_url is not None, "settings must be resolved (get_settings())"
+    return create_engine(
+        sqlalchemy_url(settings.database_url),
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout,
+        # A connection dropped by a PostgreSQL restart is noticed before use, not mid-task.
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        connect_args={
+            "connect_timeout": settings.db_connect_timeout,
+            "application_name": f"{PG_APPLICATION_NAME}-{role}",
+            "options": f"-c statement_timeout={settings.db_statement_timeout_ms}",
+        },
+    )
+
+
+@functools.cache
+def get_engine() -> Engine:
+    """This process's engine (created on first use)."""
+    return build_engine(get_settings())
+
+
+def dispose_engine(*, after_fork: bool = False) -> None:
+    """Drop this process's engine (closing its connections).
+
+    A forked child passes `after_fork=True`: the inherited connections belong to the
+    parent, so they are forgotten, not closed (closing would end the parent's sessions).
+    """
+    if get_engine.cache_info().currsize:
+        get_engine().dispose(close=not after_fork)
+    get_engine.cache_clear()

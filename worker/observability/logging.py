@@ -1,0 +1,81 @@
+"""structlog for Herald and for the libraries under it (Celery, kombu, SQLAlchemy).
+
+Console lines in development, one JSON object per line elsewhere. Whatever a task
+logs carries the task's id, name and its own ids (post, account, platform): the
+task signals bind them into contextvars, which every line picks up.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+import structlog
+from structlog.types import EventDict, Processor
+
+from worker.settings import Settings
+
+#: Task arguments whose values are bound to every log line of the task.
+BOUND_ARGUMENTS = ("post_id", "account_id", "platform")
+
+
+def _shared_processors() -> list[Processor]:
+    return [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.stdlib.ExtraAdder(),
+        structlog.processors.format_exc_info,
+    ]
+
+
+def _drop_color_message(_: Any, __: str, event: EventDict) -> EventDict:
+    # uvicorn duplicates its message with ANSI colours for its own formatter.
+    event.pop("color_message", None)
+    return event
+
+
+def configure_logging(settings: Settings, *, stream: Any = None) -> None:
+    """Route structlog and the standard library through one renderer."""
+    renderer: Processor = (
+        structlog.processors.JSONRenderer()
+        if settings.json_logs
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
+    shared = _shared_processors()
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            _drop_color_message,
+            renderer,
+        ],
+    )
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(settings.log_level)
+    for noisy in ("httpx", "httpcore", "alembic.runtime.migration"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+def bind_task(task_id: str, task_name: str, arguments: Mapping[str, Any]) -> None:
+    """Bind a task's identity and its own ids (by argument name) for every line it logs."""
+    structlog.contextvars.clear_contextvars()
+    bound: dict[str, Any] = {"task_id": task_id, "task_name": task_name}
+    bound.update({name: str(arguments[name]) for name in BOUND_ARGUMENTS if name in arguments})
+    structlog.contextvars.bind_contextvars(**bound)
+
+
+def unbind_task() -> None:
+    structlog.contextvars.clear_contextvars()

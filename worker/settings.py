@@ -1,0 +1,294 @@
+"""Typed settings: environment, a `.env` file and `/run/secrets/*`, validated at start.
+
+Names fixed by DESIGN.md (`DATABASE_URL`, `REDIS_URL`, ...) are read as they are;
+every other knob is `HERALD_<FIELD>`. A bad value raises `SettingsError` whose
+problems each name the variable and what is wrong with it; the CLI and the Celery
+app turn that into exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from cryptography.fernet import Fernet
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+#: Docker and Kubernetes mount secrets here; a file's name is the variable's name.
+SECRETS_DIR = Path("/run/secrets")
+
+_PG_DRIVERS = {"postgresql", "postgres", "postgresql+psycopg"}
+_REDIS_SCHEMES = {"redis", "rediss", "unix"}
+_BROKER_SCHEMES = {"redis", "rediss", "amqp", "amqps", "pyamqp"}
+_SANDBOX = "http://127.0.0.1:8765"
+
+
+class SettingsError(Exception):
+    """One or more settings are wrong; `problems` has one line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def _contract(name: str, default: Any = None, **kw: Any) -> Any:
+    """A field whose environment name is fixed by the design, not prefixed."""
+    return Field(default, validation_alias=name, **kw)
+
+
+class Settings(BaseSettings):
+    """Every knob Herald reads. The README's configuration table is generated from this."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="HERALD_",
+        env_file=".env",
+        extra="ignore",
+        populate_by_name=True,
+        case_sensitive=False,
+    )
+
+    env: Literal["development", "staging", "production"] = Field(
+        "development", description="Deployment stage; production refuses insecure defaults."
+    )
+    database_url: str | None = _contract(
+        "DATABASE_URL", description="PostgreSQL URL; unset: embedded PostgreSQL (not production)."
+    )
+    redis_url: str | None = _contract(
+        "REDIS_URL", description="Redis for coordination (and the broker unless BROKER_URL)."
+    )
+    broker_url: str | None = _contract("BROKER_URL", description="redis://… or amqp://…")
+    instagram_api_url: str = _contract("INSTAGRAM_API_URL", f"{_SANDBOX}/instagram")
+    facebook_api_url: str = _contract("FACEBOOK_API_URL", f"{_SANDBOX}/facebook")
+    youtube_api_url: str = _contract("YOUTUBE_API_URL", f"{_SANDBOX}/youtube")
+    token_encryption_keys: SecretStr | None = _contract(
+        "TOKEN_ENCRYPTION_KEYS", description="Comma-separated Fernet keys, newest first."
+    )
+    backup_dir: Path = _contract("BACKUP_DIR", Path(".herald/backups"))
+    flower_basic_auth: SecretStr | None = _contract(
+        "FLOWER_BASIC_AUTH", description="user:password for Flower."
+    )
+    sentry_dsn: SecretStr | None = _contract("SENTRY_DSN")
+
+    home: Path = Field(Path(".herald"), description="Where embedded servers keep their data.")
+    namespace: str = Field(
+        "herald",
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="Prefix of every Redis key (broker included): several Heralds, one Redis.",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["auto", "console", "json"] = Field(
+        "auto", description="auto: console in development, JSON elsewhere."
+    )
+    accept_content: Annotated[list[str], NoDecode] = Field(
+        ["json"], description="Serializers workers accept; production allows only json."
+    )
+    db_pool_size: int = Field(5, ge=1, le=100)
+    db_max_overflow: int = Field(5, ge=0, le=100)
+    db_pool_timeout: float = Field(10.0, gt=0, description="Seconds to wait for a pooled conn.")
+    db_connect_timeout: int = Field(5, ge=1, le=120, description="Seconds to open a connection.")
+    db_statement_timeout_ms: int = Field(30_000, ge=100, description="Per-statement limit.")
+    visibility_timeout: int = Field(
+        600,
+        ge=60,
+        description="Redis broker: seconds before an unacked message is redelivered. Must "
+        "exceed the longest task and ETA (kombu#337).",
+    )
+    soft_shutdown_timeout: float = Field(
+        30.0, ge=0, description="Seconds in-flight tasks get to finish after SIGTERM."
+    )
+    http_connect_timeout: float = Field(3.0, gt=0)
+    http_read_timeout: float = Field(10.0, gt=0)
+    heartbeat_interval: int = Field(
+        10, ge=1, description="Seconds between beat heartbeats (readiness: beat is alive)."
+    )
+    posts_workers: int = Field(1, ge=1, le=32, description="Worker processes `herald run` starts.")
+    posts_concurrency: int = Field(4, ge=1, le=256, description="Pool size of each posts worker.")
+
+    @field_validator("accept_content", mode="before")
+    @classmethod
+    def _split_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            url = make_url(value)
+        except ArgumentError:
+            raise ValueError(
+                "is not a URL; expected postgresql://user:password@host:5432/dbname"
+            ) from None
+        if url.drivername not in _PG_DRIVERS:
+            raise ValueError(f"scheme {url.drivername!r} is not PostgreSQL; use postgresql://")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        return _check_scheme(value, _REDIS_SCHEMES, "redis://host:6379/0")
+
+    @field_validator("broker_url")
+    @classmethod
+    def _check_broker_url(cls, value: str | None) -> str | None:
+        return _check_scheme(value, _BROKER_SCHEMES, "redis://… or amqp://…")
+
+    @field_validator("instagram_api_url", "facebook_api_url", "youtube_api_url")
+    @classmethod
+    def _check_http_url(cls, value: str) -> str:
+        checked = _check_scheme(value, {"http", "https"}, "https://graph.facebook.com")
+        assert checked is not None
+        return checked.rstrip("/")
+
+    @field_validator("token_encryption_keys")
+    @classmethod
+    def _check_fernet_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        keys = [k.strip() for k in value.get_secret_value().split(",") if k.strip()]
+        if not keys:
+            raise ValueError("is empty; give one or more Fernet keys, newest first")
+        for position, key in enumerate(keys, start=1):
+            try:
+                Fernet(key)
+            except ValueError:
+                # The key itself is never echoed: it is a secret even when malformed.
+                raise ValueError(
+                    f"key #{position} is not a Fernet key (32 url-safe base64-encoded bytes; "
+                    "make one with `herald tokens new-key`)"
+                ) from None
+        return value
+
+    @field_validator("flower_basic_auth")
+    @classmethod
+    def _check_basic_auth(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and ":" not in value.get_secret_value():
+            raise ValueError("must be user:password")
+        return value
+
+    @model_validator(mode="after")
+    def _refuse_insecure_production(self) -> Settings:
+        if self.env != "production":
+            return self
+        problems = []
+        if self.database_url is None:
+            problems.append(
+                "DATABASE_URL: required in production (embedded PostgreSQL is dev-only)"
+            )
+        if self.redis_url is None:
+            problems.append("REDIS_URL: required in production (embedded Redis is dev-only)")
+        if self.token_encryption_keys is None:
+            problems.append("TOKEN_ENCRYPTION_KEYS: required in production (tokens are encrypted)")
+        if self.flower_basic_auth is None:
+            problems.append("FLOWER_BASIC_AUTH: required in production (Flower must need a login)")
+        if set(self.accept_content) != {"json"}:
+            problems.append(
+                "HERALD_ACCEPT_CONTENT: production accepts only json "
+                "(pickle and yaml can run code sent by whoever reaches the broker)"
+            )
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    @property
+    def effective_broker_url(self) -> str:
+        """The broker: BROKER_URL, else the coordination Redis."""
+        url = self.broker_url or self.redis_url
+        if url is None:
+            raise SettingsError(["REDIS_URL: not resolved (call get_settings())"])
+        return url
+
+    @property
+    def broker_is_redis(self) -> bool:
+        return urlsplit(self.effective_broker_url).scheme in _REDIS_SCHEMES
+
+    @property
+    def json_logs(self) -> bool:
+        if self.log_format == "auto":
+            return self.env != "development"
+        return self.log_format == "json"
+
+    def key(self, *parts: str) -> str:
+        """A Redis key in this deployment's namespace."""
+        return ":".join((self.namespace, *parts))
+
+
+def _check_scheme(value: str | None, schemes: set[str], example: str) -> str | None:
+    if value is None:
+        return None
+    scheme = urlsplit(value).scheme
+    if scheme not in schemes:
+        shown = f"scheme {scheme!r}" if scheme else "no scheme"
+        raise ValueError(f"has {shown}; expected {example}")
+    return value
+
+
+def env_name(field: str) -> str:
+    """The environment variable a field is read from."""
+    for name, info in Settings.model_fields.items():
+        alias = info.validation_alias
+        if isinstance(alias, str) and field.lower() in (name, alias.lower()):
+            return alias
+    return f"HERALD_{field.upper()}"
+
+
+def _describe(error: Any) -> list[str]:
+    loc = error.get("loc") or ()
+    message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+    if not loc:  # model-level checks already name their variables, one per line
+        return message.splitlines()
+    name = env_name(str(loc[0]))
+    value = error.get("input")
+    shown = "" if _is_secret(name) or isinstance(value, dict) else f" (got {value!r})"
+    return [f"{name}: {message}{shown}"]
+
+
+def _is_secret(name: str) -> bool:
+    return any(word in name for word in ("KEY", "AUTH", "DSN", "URL", "PASSWORD", "SECRET"))
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read and validate settings; raise `SettingsError` with one line per problem."""
+    secrets_dir = SECRETS_DIR if SECRETS_DIR.is_dir() else None
+    try:
+        return Settings(_secrets_dir=secrets_dir, **overrides)
+    except ValidationError as exc:
+        problems = [line for error in exc.errors() for line in _describe(error)]
+        raise SettingsError(problems) from None
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """This process's settings, with embedded servers started where no URL is set."""
+    settings = load_settings()
+    if settings.database_url is None or settings.redis_url is None:
+        try:
+            from worker import embedded  # only a bare development machine needs it
+        except ImportError:
+            raise SettingsError(
+                [
+                    "DATABASE_URL / REDIS_URL: unset, and the embedded servers are not installed "
+                    "(pip install 'herald[embedded]', or set both URLs)"
+                ]
+            ) from None
+        urls = embedded.ensure_running(settings.home)
+        settings = settings.model_copy(
+            update={
+                "database_url": settings.database_url or urls.database_url,
+                "redis_url": settings.redis_url or urls.redis_url,
+            }
+        )
+    return settings
+
+
+def reset_settings() -> None:
+    """Forget the cached settings (tests, or after the environment changed)."""
+    get_settings.cache_clear()

@@ -1,0 +1,46 @@
+"""Celery signal receivers, one concern each, registered when worker.app is imported."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from celery import Task, signals
+
+from worker.db.engine import dispose_engine
+from worker.observability.logging import bind_task, configure_logging, unbind_task
+from worker.redis_client import reset_redis
+from worker.settings import get_settings
+
+
+@signals.setup_logging.connect
+def _configure_logging(**_: Any) -> None:
+    # Connecting this signal also stops Celery from configuring the root logger itself.
+    configure_logging(get_settings())
+
+
+@signals.worker_process_init.connect
+def _forget_parent_connections(**_: Any) -> None:
+    # A forked child must not share the parent's sockets (SQLAlchemy, redis-py pools).
+    dispose_engine(after_fork=True)
+    reset_redis(after_fork=True)
+
+
+@signals.task_prerun.connect
+def _bind_task_context(
+    task_id: str, task: Task[Any, Any], args: Any = (), kwargs: Any = None, **_: Any
+) -> None:
+    bind_task(task_id, task.name, _arguments(task, args or (), kwargs or {}))
+
+
+@signals.task_postrun.connect
+def _unbind_task_context(**_: Any) -> None:
+    unbind_task()
+
+
+def _arguments(task: Task[Any, Any], args: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The call's arguments by name; a call that does not fit the signature binds none."""
+    try:
+        return dict(inspect.signature(task.run).bind_partial(*args, **kwargs).arguments)
+    except (TypeError, ValueError):
+        return dict(kwargs)
