@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: install
-	$(BIN)/herald run
+	$(BIN)/herald run --demo
 
 lint: install
 	$(BIN)/ruff check .

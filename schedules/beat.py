@@ -4,13 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from worker.constants import TASK_HEARTBEAT
+from worker.constants import TASK_DISPATCH_DUE, TASK_HEARTBEAT
 from worker.settings import Settings
 
 
 def build_beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
     """Entry name -> Celery beat entry. Names are stable: redbeat keys derive from them."""
     return {
+        "dispatch-due": {
+            "task": TASK_DISPATCH_DUE,
+            "schedule": settings.dispatch_interval,
+            # A run that waited longer than an interval is superseded by the next one.
+            "options": {"expires": settings.dispatch_interval * 2},
+        },
         "heartbeat": {
             "task": TASK_HEARTBEAT,
             "schedule": float(settings.heartbeat_interval),

@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.services",
     "tests.fixtures.workers",
     "tests.fixtures.sandbox",
+    "tests.fixtures.posting",
 ]

@@ -68,8 +68,13 @@ def health(timeout: float) -> None:
 @click.option("--concurrency", type=click.IntRange(1, 256), help="Pool size per posts worker.")
 @click.option("--sandbox/--no-sandbox", default=None, help="Start the sandbox platform.")
 @click.option("--sandbox-port", default=8765, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--demo", is_flag=True, help="Seed demo accounts and posts due over the next minutes.")
 def run(
-    workers: int | None, concurrency: int | None, sandbox: bool | None, sandbox_port: int
+    workers: int | None,
+    concurrency: int | None,
+    sandbox: bool | None,
+    sandbox_port: int,
+    demo: bool,
 ) -> None:
     """Start workers for every queue and beat (and the sandbox); Ctrl-C stops them all."""
     from worker.processes import run_plan
@@ -91,6 +96,15 @@ def run(
     click.echo(f"herald: starting {', '.join(c.name for c in children)}")
     click.echo(f"herald: database {_hide_password(str(settings.database_url))}")
     click.echo(f"herald: redis    {_hide_password(str(settings.redis_url))}")
+    if demo:
+        from worker.demo import seed_demo
+
+        seeded = seed_demo()
+        click.echo(
+            f"herald: demo: {seeded['posts_scheduled']} posts on "
+            f"{', '.join(seeded['accounts'])} due over the next minutes; "
+            "`herald posts list` follows them"
+        )
     click.echo("herald: `herald health` checks them; Ctrl-C stops everything")
     status = Supervisor(children, env, stop_timeout=settings.soft_shutdown_timeout + 15).run()
     sys.exit(status)
@@ -150,6 +164,13 @@ def _hide_password(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:
         return "<unprintable url>"
+
+
+from worker.cli_accounts import accounts  # noqa: E402
+from worker.cli_posts import posts  # noqa: E402
+
+main.add_command(accounts)
+main.add_command(posts)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,10 @@ TASK_ARCHIVE: Final = "maintenance.archive"
 TASK_HEARTBEAT: Final = "maintenance.heartbeat"
 TASK_RECORD_DEAD_LETTER: Final = "deadletter.record"
 
+#: Outcomes recorded in post_attempts.outcome.
+OUTCOME_PUBLISHED: Final = "published"
+OUTCOME_FOUND: Final = "found_existing"  # an earlier attempt had published it after all
+
 PLATFORMS: Final = ("instagram", "facebook", "youtube")
 
 #: Header an API sets to follow one request through every job it causes.

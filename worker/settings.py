@@ -106,6 +106,32 @@ class Settings(BaseSettings):
     heartbeat_interval: int = Field(
         10, ge=1, description="Seconds between beat heartbeats (readiness: beat is alive)."
     )
+    dispatch_interval: float = Field(
+        1.0, gt=0, le=60, description="Seconds between dispatcher runs (beat)."
+    )
+    dispatch_lookahead: float = Field(
+        5.0,
+        ge=0,
+        le=60,
+        description="Posts due within this many seconds are queued with an ETA; keep it far "
+        "below HERALD_VISIBILITY_TIMEOUT.",
+    )
+    dispatch_batch_size: int = Field(1000, ge=1, le=20_000, description="Rows claimed per batch.")
+    queued_lease: int = Field(
+        300,
+        ge=30,
+        description="Seconds after its time a queued post whose message never ran is re-sent.",
+    )
+    publish_time_limit: int = Field(
+        60,
+        ge=10,
+        le=600,
+        description="Hard time limit of one publish (soft limit 10 s earlier); the row's "
+        "lease lasts 15 s longer, so no two workers ever hold it.",
+    )
+    publish_max_attempts: int = Field(6, ge=1, le=50, description="Attempts before dead.")
+    retry_base_delay: float = Field(2.0, gt=0, description="First retry's backoff cap (s).")
+    retry_max_delay: float = Field(300.0, gt=0, description="Largest retry backoff (s).")
     posts_workers: int = Field(1, ge=1, le=32, description="Worker processes `herald run` starts.")
     posts_concurrency: int = Field(4, ge=1, le=256, description="Pool size of each posts worker.")
 
@@ -215,6 +241,11 @@ class Settings(BaseSettings):
         if self.log_format == "auto":
             return self.env != "development"
         return self.log_format == "json"
+
+    @property
+    def publish_lease(self) -> int:
+        """Seconds a publishing worker owns a row: past the hard limit, it is dead."""
+        return self.publish_time_limit + 15
 
     def key(self, *parts: str) -> str:
         """A Redis key in this deployment's namespace."""

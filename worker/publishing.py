@@ -1,0 +1,232 @@
+"""Publish one scheduled post, exactly once, whatever crashes in between.
+
+The row's lease (`worker.db.posts`) makes one worker at a time the publisher; the
+attempt number fences its writes. Any attempt after the first may follow one whose
+outcome is unknown (a killed worker, a read timeout), so it first asks the platform
+whether the post is already there (`find_published`) and records it if so.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+import structlog
+from celery.exceptions import SoftTimeLimitExceeded
+
+from worker.account_cache import PublishAccount, get_publish_account
+from worker.constants import OUTCOME_FOUND, OUTCOME_PUBLISHED
+from worker.db import posts
+from worker.db.posts import Lease, Skip
+from worker.db.session import unit_of_work
+from worker.enqueue import send_publish
+from worker.platforms.base import Account, PlatformClient, PostRequest
+from worker.platforms.errors import OutcomeUnknownError, PlatformError
+from worker.platforms.registry import get_client
+from worker.resilience.retry import Decision, decide
+from worker.settings import Settings, get_settings
+
+log = structlog.get_logger(__name__)
+
+
+class InvalidPublishInputError(ValueError):
+    """The message's arguments are not a post id (and an optional ISO time)."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    kind: str  # published | found_existing | skipped | retry | deferred | dead
+    detail: str = ""
+
+
+def parse_input(post_id: object, expected_at: object = None) -> tuple[uuid.UUID, datetime | None]:
+    try:
+        parsed = uuid.UUID(str(post_id))
+    except ValueError:
+        raise InvalidPublishInputError(f"post_id {post_id!r} is not a UUID") from None
+    if expected_at is None:
+        return parsed, None
+    try:
+        when = datetime.fromisoformat(str(expected_at))
+    except ValueError:
+        raise InvalidPublishInputError(
+            f"expected_at {expected_at!r} is not an ISO-8601 time"
+        ) from None
+    if when.tzinfo is None:
+        raise InvalidPublishInputError(f"expected_at {expected_at!r} has no timezone")
+    return parsed, when
+
+
+@functools.cache
+def _client(platform: str, base_url: str, connect: float, read: float) -> PlatformClient:
+    return get_client(platform, base_url, connect, read)
+
+
+def client_for(platform: str, settings: Settings) -> PlatformClient:
+    base_url = getattr(settings, f"{platform}_api_url")
+    return _client(platform, base_url, settings.http_connect_timeout, settings.http_read_timeout)
+
+
+def publish_post(
+    post_id: object,
+    expected_at: object = None,
+    *,
+    task_id: str | None = None,
+    worker: str | None = None,
+) -> Outcome:
+    """Take the post's lease and publish it; every way this can end is an `Outcome`."""
+    settings = get_settings()
+    parsed_id, expected = parse_input(post_id, expected_at)
+    with unit_of_work() as session:
+        got = posts.take_lease(session, parsed_id, settings.publish_lease, expected)
+    if isinstance(got, Skip):
+        return _skipped(parsed_id, expected, got)
+    structlog.contextvars.bind_contextvars(
+        platform=got.platform, account_id=str(got.account_id), attempt=got.attempt
+    )
+    recorder = _Recorder(got, task_id, worker)
+    account = get_publish_account(got.account_id)
+    problem = _account_problem(account, got)
+    if problem is not None or account is None:
+        return recorder.dead(problem or "account missing", outcome="account_unusable")
+    return _call_platform(settings, got, account, recorder)
+
+
+def _skipped(post_id: uuid.UUID, expected: datetime | None, skip: Skip) -> Outcome:
+    log.info("publish.skipped", post_id=str(post_id), reason=skip.reason)
+    if skip.retry_in is not None:
+        # Someone holds the lease (maybe a worker that was just killed): look again when
+        # it runs out rather than wait for the dispatcher's recovery.
+        send_publish(post_id, expected, countdown=skip.retry_in + 1.0)
+    return Outcome("skipped", skip.reason)
+
+
+def _account_problem(account: PublishAccount | None, lease: Lease) -> str | None:
+    if account is None:
+        return f"account {lease.account_id} does not exist"
+    if not account.is_active:
+        return "account is deactivated"
+    if account.needs_reauth:
+        return "account needs re-authorization"
+    if account.platform != lease.platform:
+        return f"post is for {lease.platform} but the account is on {account.platform}"
+    return None
+
+
+def _call_platform(
+    settings: Settings, lease: Lease, account: PublishAccount, recorder: _Recorder
+) -> Outcome:
+    client = client_for(lease.platform, settings)
+    target = Account(lease.platform, account.external_id, account.access_token)
+    client_ref = str(lease.post_id)
+    try:
+        if lease.earlier_outcome_unknown:
+            found = client.find_published(target, client_ref)
+            if found is not None:
+                return recorder.published(found, OUTCOME_FOUND)
+        request = PostRequest(client_ref=client_ref, content=lease.content, media=lease.media)
+        return recorder.published(client.publish(target, request), OUTCOME_PUBLISHED)
+    except SoftTimeLimitExceeded:
+        error: PlatformError = OutcomeUnknownError(lease.platform, "publish hit its time limit")
+    except PlatformError as exc:
+        error = exc
+    return _after_failure(settings, lease, error, recorder)
+
+
+def _after_failure(
+    settings: Settings, lease: Lease, error: PlatformError, recorder: _Recorder
+) -> Outcome:
+    failures = recorder.transient_failures() + 1
+    decision = decide(
+        error,
+        failures=failures,
+        max_failures=settings.publish_max_attempts,
+        base=settings.retry_base_delay,
+        cap=settings.retry_max_delay,
+    )
+    log.warning(
+        "publish.failed",
+        error=type(error).__name__,
+        status=error.status,
+        message=error.message,
+        action=decision.action,
+        delay=round(decision.delay, 2),
+    )
+    if decision.action == "dead":
+        return recorder.dead(
+            f"{decision.reason}: {error.message}", outcome=_kind(error), error=error
+        )
+    return recorder.again(decision, error, settings.queued_lease)
+
+
+def _kind(error: PlatformError) -> str:
+    return {
+        "TransientError": "transient",
+        "OutcomeUnknownError": "unknown",
+        "RateLimitedError": "rate_limited",
+        "AuthExpiredError": "auth_expired",
+        "PermanentError": "permanent",
+    }.get(type(error).__name__, "error")
+
+
+class _Recorder:
+    """Writes one attempt's ending: the post's state and its post_attempts row, together."""
+
+    def __init__(self, lease: Lease, task_id: str | None, worker: str | None) -> None:
+        self.lease = lease
+        self.task_id = task_id
+        self.worker = worker
+        self.started = time.perf_counter()
+
+    def _latency(self) -> int:
+        return int((time.perf_counter() - self.started) * 1000)
+
+    def published(self, external_id: str, outcome: str) -> Outcome:
+        with unit_of_work() as session:
+            owned = posts.mark_published(session, self.lease, external_id)
+            posts.record_attempt(
+                session, self.lease, outcome, latency_ms=self._latency(),
+                task_id=self.task_id, worker=self.worker,
+            )  # fmt: skip
+        if not owned:
+            log.error("publish.lease_lost", external_id=external_id)
+        log.info("publish.done", outcome=outcome, external_id=external_id)
+        return Outcome(outcome, external_id)
+
+    def again(self, decision: Decision, error: PlatformError, lease_s: int) -> Outcome:
+        with unit_of_work() as session:
+            owned = posts.release_for_retry(
+                session, self.lease, error.message, decision.delay, lease_s
+            )
+            posts.record_attempt(
+                session, self.lease, _kind(error), latency_ms=self._latency(),
+                http_status=error.status, error=error.message,
+                task_id=self.task_id, worker=self.worker,
+            )  # fmt: skip
+            if owned:
+                # Sent inside the transaction: a crash before commit leaves the lease to
+                # expire and the dispatcher to re-send; a message that arrives early waits.
+                send_publish(
+                    self.lease.post_id, self.lease.scheduled_at, countdown=decision.delay,
+                    request_id=self.lease.request_id,
+                )  # fmt: skip
+        kind = "deferred" if decision.action == "defer" else "retry"
+        return Outcome(kind, f"in {decision.delay:.1f}s: {error.message}")
+
+    def dead(self, reason: str, *, outcome: str, error: PlatformError | None = None) -> Outcome:
+        with unit_of_work() as session:
+            posts.mark_dead(session, self.lease, reason)
+            posts.record_attempt(
+                session, self.lease, outcome, latency_ms=self._latency(),
+                http_status=error.status if error else None, error=reason,
+                task_id=self.task_id, worker=self.worker,
+            )  # fmt: skip
+        log.error("publish.dead", reason=reason)
+        return Outcome("dead", reason)
+
+    def transient_failures(self) -> int:
+        with unit_of_work() as session:
+            return posts.count_attempts(session, self.lease.post_id, ("transient", "unknown"))

@@ -1,0 +1,59 @@
+"""What to do after a platform call failed: retry (backoff, full jitter), defer, or give up.
+
+Transient errors (timeouts, 5xx, connection errors, an unknown outcome) are retried
+with exponential backoff and full jitter up to a maximum; the platform's Retry-After
+wins when it is longer. Rate limiting defers without spending a retry. Permanent
+errors and expired authorization are not retried: they go to dead letters.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Literal
+
+from worker.platforms.errors import (
+    AuthExpiredError,
+    PermanentError,
+    PlatformError,
+    RateLimitedError,
+    TransientError,
+)
+
+Action = Literal["retry", "defer", "dead"]
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    delay: float
+    reason: str
+
+
+def backoff(failures: int, base: float, cap: float, rng: random.Random | None = None) -> float:
+    """Full jitter: uniform(0, min(cap, base * 2**(failures - 1))) (AWS architecture blog)."""
+    ceiling = min(cap, base * 2 ** max(0, failures - 1))
+    return (rng or random).uniform(0, ceiling)  # jitter, not cryptography
+
+
+def decide(
+    error: PlatformError,
+    *,
+    failures: int,
+    max_failures: int,
+    base: float,
+    cap: float,
+    rng: random.Random | None = None,
+) -> Decision:
+    """`failures` counts transient failures so far, this one included."""
+    if isinstance(error, RateLimitedError):
+        return Decision("defer", max(error.retry_after, 0.0), "rate limited by the platform")
+    if isinstance(error, AuthExpiredError):
+        return Decision("dead", 0.0, "authorization expired or revoked: account needs re-auth")
+    if isinstance(error, PermanentError) or not isinstance(error, TransientError):
+        return Decision("dead", 0.0, "rejected by the platform (permanent)")
+    if failures >= max_failures:
+        return Decision("dead", 0.0, f"gave up after {failures} transient failures")
+    delay = backoff(failures, base, cap, rng)
+    hinted = error.retry_after or 0.0
+    return Decision("retry", max(delay, min(hinted, cap)), "transient failure")
