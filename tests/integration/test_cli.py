@@ -9,6 +9,10 @@ import sys
 
 import pytest
 
+from worker.db.migrate import head
+
+HEAD = head()
+
 HERALD = [sys.executable, "-m", "worker.cli"]
 
 
@@ -32,7 +36,7 @@ def test_health_is_json_and_exits_0_when_everything_answers(herald_env: dict[str
     for check in report["checks"].values():
         assert check["ok"] is True
         assert check["latency_ms"] >= 0
-    assert report["checks"]["database"]["schema_revision"] == "0001"
+    assert report["checks"]["database"]["schema_revision"] == HEAD
 
 
 def test_health_exits_1_and_names_the_failing_server(herald_env: dict[str, str]) -> None:
@@ -50,7 +54,7 @@ def test_health_exits_1_and_names_the_failing_server(herald_env: dict[str, str])
 def test_migrate_is_idempotent_and_reports_the_revision(herald_env: dict[str, str]) -> None:
     result = herald("migrate", env=herald_env)
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["revision"] == "0001"
+    assert json.loads(result.stdout)["revision"] == HEAD
 
 
 @pytest.mark.parametrize(

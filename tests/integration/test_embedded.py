@@ -10,6 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from worker.db.migrate import head
+
+HEAD = head()
+
 CONTRACT_URLS = ("DATABASE_URL", "REDIS_URL", "BROKER_URL")
 
 
@@ -38,7 +42,7 @@ def test_embedded_servers_start_migrate_answer_and_persist_across_restarts(home:
     health = herald(home, "health")
     assert health.returncode == 0, health.stdout + health.stderr
     first = json.loads(health.stdout)
-    assert first["checks"]["database"]["schema_revision"] == "0001"
+    assert first["checks"]["database"]["schema_revision"] == HEAD
 
     status = json.loads(herald(home, "embedded", "status").stdout)
     assert status["redis"] and status["redis"].startswith("redis://127.0.0.1:")
@@ -55,4 +59,4 @@ def test_embedded_servers_start_migrate_answer_and_persist_across_restarts(home:
     # Started again on demand, with the data of the first run: the schema is still there.
     again = herald(home, "health")
     assert again.returncode == 0, again.stdout + again.stderr
-    assert json.loads(again.stdout)["checks"]["database"]["schema_revision"] == "0001"
+    assert json.loads(again.stdout)["checks"]["database"]["schema_revision"] == HEAD

@@ -11,10 +11,20 @@ from sqlalchemy import create_engine, inspect, text
 from tests.fixtures.services import Servers, _create_database, _drop_database
 from worker.db import migrate
 from worker.db.engine import sqlalchemy_url
+from worker.db.migrate import head
 from worker.db.models import Base
 from worker.db.partitions import add_months, ensure_partitions, list_partitions, partition_name
 
-TABLES = {"social_accounts", "scheduled_posts", "post_attempts", "dead_letters", "backups"}
+HEAD = head()
+
+TABLES = {
+    "social_accounts",
+    "scheduled_posts",
+    "post_attempts",
+    "dead_letters",
+    "backups",
+    "audit_log",
+}
 
 
 def test_upgrade_downgrade_upgrade_from_an_empty_database(servers: Servers) -> None:
@@ -30,7 +40,7 @@ def test_upgrade_downgrade_upgrade_from_an_empty_database(servers: Servers) -> N
         with engine.begin() as conn:
             assert not list_partitions(conn)
             migrate.upgrade(connection=conn)
-            assert migrate.current(conn) == "0001"
+            assert migrate.current(conn) == HEAD
         assert set(inspect(engine).get_table_names()) >= TABLES
     finally:
         engine.dispose()

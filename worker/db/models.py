@@ -198,3 +198,17 @@ class Backup(Base):
     verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     verify_ok: Mapped[bool | None] = mapped_column()
     verify_result: Mapped[str | None] = mapped_column(Text)
+
+
+class AuditEntry(Base):
+    """An operator action that changed state: who, what, on what, when."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index(None, "at"), Index(None, "action", "at"))
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = _now()
+    actor: Mapped[str] = mapped_column(Text)
+    action: Mapped[str] = mapped_column(Text)
+    target: Mapped[str | None] = mapped_column(Text)
+    detail: Mapped[Any] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))

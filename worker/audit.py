@@ -1,0 +1,60 @@
+"""The audit log: every operator action that changes state (limits, breakers, dead letters)."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+from typing import Any
+
+import structlog
+from sqlalchemy import text
+
+from worker.db.session import unit_of_work
+
+log = structlog.get_logger(__name__)
+
+
+def default_actor() -> str:
+    """The OS user running the command (`--actor` overrides it)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid:{os.getuid()}"
+
+
+def record(
+    action: str, *, actor: str | None = None, target: str | None = None, **detail: Any
+) -> int:
+    """Write one audit entry and return its id. `detail` must be JSON-serializable."""
+    import json
+
+    who = actor or default_actor()
+    with unit_of_work() as session:
+        entry_id = session.execute(
+            text(
+                "INSERT INTO audit_log (actor, action, target, detail) "
+                "VALUES (:actor, :action, :target, CAST(:detail AS jsonb)) RETURNING id"
+            ),
+            {
+                "actor": who,
+                "action": action,
+                "target": target,
+                "detail": json.dumps(detail, default=str),
+            },
+        ).scalar_one()
+    log.info("audit", actor=who, action=action, target=target)
+    return int(entry_id)
+
+
+def recent(limit: int = 50, action: str | None = None) -> list[dict[str, Any]]:
+    with unit_of_work() as session:
+        rows = session.execute(
+            text(
+                "SELECT id, at, actor, action, target, detail FROM audit_log "
+                "WHERE (CAST(:action AS text) IS NULL OR action = :action) "
+                "ORDER BY id DESC LIMIT :limit"
+            ),
+            {"action": action, "limit": limit},
+        ).mappings()
+        return [dict(row) for row in rows]
