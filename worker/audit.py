@@ -27,8 +27,6 @@ def record(
     action: str, *, actor: str | None = None, target: str | None = None, **detail: Any
 ) -> int:
     """Write one audit entry and return its id. `detail` must be JSON-serializable."""
-    import json
-
     who = actor or default_actor()
     with unit_of_work() as session:
         entry_id = session.execute(

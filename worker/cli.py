@@ -68,7 +68,9 @@ def health(timeout: float) -> None:
 @click.option("--concurrency", type=click.IntRange(1, 256), help="Pool size per posts worker.")
 @click.option("--sandbox/--no-sandbox", default=None, help="Start the sandbox platform.")
 @click.option("--sandbox-port", default=8765, show_default=True, type=click.IntRange(1, 65535))
-@click.option("--demo", is_flag=True, help="Seed demo accounts and posts due over the next minutes.")
+@click.option(
+    "--demo", is_flag=True, help="Seed demo accounts and posts due over the next minutes."
+)
 def run(
     workers: int | None,
     concurrency: int | None,
