@@ -31,3 +31,20 @@ app = Celery("herald", include=list(TASK_MODULES))
 app.config_from_object("celeryconfig")
 
 import worker.signals  # noqa: E402, F401  (receivers register on import)
+
+
+def reload_config() -> None:
+    """Re-read settings into this process's app and drop its broker connections.
+
+    For a process that changes settings while running (tests and benchmarks move to a
+    fresh namespace); a worker never needs it.
+    """
+    from worker.config import celery_config
+
+    app.conf.update(celery_config(get_settings()))
+    # Private attributes: Celery builds its pools lazily and offers no public reset.
+    pool = app._pool  # type: ignore[attr-defined]
+    if pool is not None:
+        pool.force_close_all()
+        app._pool = None  # type: ignore[attr-defined]
+    app.amqp._producer_pool = None  # type: ignore[attr-defined]  # rebuilt on next use
