@@ -5,12 +5,17 @@ Messages go by task name, so no task module is imported here.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from worker.constants import HEADER_REQUEST_ID, TASK_PUBLISH
+import redis
+
+from worker.constants import HEADER_REQUEST_ID, QUEUE_POSTS, TASK_PUBLISH
+from worker.redis_messages import envelope, push
+from worker.settings import Settings, get_settings
 
 
 def _app() -> Any:
@@ -58,14 +63,45 @@ def send_publish(
 
 def send_publish_batch(posts: Iterable[tuple[uuid.UUID, datetime, str | None]]) -> int:
     """Send one publish message per (post id, scheduled_at, request id); return the count."""
+    settings = get_settings()
+    if settings.broker_is_redis:
+        return _push_to_redis(settings, posts)
     app = _app()
     now = datetime.now(UTC)
     sent = 0
-    # kombu's Producer.batch() sends the whole batch in one Redis pipeline (a plain
-    # loop on other transports): ~3x the rate of one apply_async round trip each.
     with app.producer_or_acquire() as producer, producer.batch(max_size=1000):
         for post_id, scheduled_at, request_id in posts:
             options = publish_options(post_id, scheduled_at, request_id=request_id, now=now)
             app.send_task(TASK_PUBLISH, producer=producer, **options)
             sent += 1
     return sent
+
+
+def _push_to_redis(
+    settings: Settings, posts: Iterable[tuple[uuid.UUID, datetime, str | None]]
+) -> int:
+    """The Redis fast path: envelopes built here, one pipelined LPUSH (redis_messages)."""
+    now = datetime.now(UTC)
+    envelopes = []
+    for post_id, scheduled_at, request_id in posts:
+        # A fixed-offset UTC time formats 3x faster than the zoneinfo one PostgreSQL gives.
+        at = scheduled_at.astimezone(UTC)
+        iso = at.isoformat()
+        envelopes.append(
+            envelope(
+                TASK_PUBLISH,
+                QUEUE_POSTS,
+                [str(post_id)],
+                {"expected_at": iso},
+                eta=iso if at > now else None,
+                headers={HEADER_REQUEST_ID: request_id} if request_id else None,
+            )
+        )
+    client = _broker_redis(settings.effective_broker_url)
+    return push(client, f"{settings.namespace}:{QUEUE_POSTS}", envelopes)
+
+
+@functools.cache
+def _broker_redis(url: str) -> redis.Redis:
+    """A client of the broker's Redis (which may differ from the coordination Redis)."""
+    return redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)

@@ -117,6 +117,9 @@ class Settings(BaseSettings):
         "below HERALD_VISIBILITY_TIMEOUT.",
     )
     dispatch_batch_size: int = Field(1000, ge=1, le=20_000, description="Rows claimed per batch.")
+    dispatch_threads: int = Field(
+        2, ge=1, le=8, description="Claimers in one dispatcher run (overlap DB and Redis work)."
+    )
     queued_lease: int = Field(
         300,
         ge=30,
