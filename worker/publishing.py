@@ -20,7 +20,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from worker.account_cache import PublishAccount, get_publish_account
 from worker.constants import OUTCOME_FOUND, OUTCOME_PUBLISHED
 from worker.db import posts
-from worker.db.posts import Lease, Skip
+from worker.db.posts import AttemptRecord, Lease, Skip
 from worker.db.session import unit_of_work
 from worker.enqueue import send_publish
 from worker.platforms.base import Account, PlatformClient, PostRequest
@@ -181,31 +181,30 @@ class _Recorder:
         self.worker = worker
         self.started = time.perf_counter()
 
-    def _latency(self) -> int:
-        return int((time.perf_counter() - self.started) * 1000)
+    def _record(
+        self, outcome: str, error: PlatformError | None = None, text: str | None = None
+    ) -> AttemptRecord:
+        return AttemptRecord(
+            outcome=outcome,
+            latency_ms=int((time.perf_counter() - self.started) * 1000),
+            http_status=error.status if error else None,
+            error=text if text is not None else (error.message if error else None),
+            task_id=self.task_id,
+            worker=self.worker,
+        )
 
     def published(self, external_id: str, outcome: str) -> Outcome:
         with unit_of_work() as session:
-            owned = posts.mark_published(session, self.lease, external_id)
-            posts.record_attempt(
-                session, self.lease, outcome, latency_ms=self._latency(),
-                task_id=self.task_id, worker=self.worker,
-            )  # fmt: skip
+            owned = posts.end_published(session, self.lease, external_id, self._record(outcome))
         if not owned:
             log.error("publish.lease_lost", external_id=external_id)
         log.info("publish.done", outcome=outcome, external_id=external_id)
         return Outcome(outcome, external_id)
 
     def again(self, decision: Decision, error: PlatformError, lease_s: int) -> Outcome:
+        record = self._record(_kind(error), error)
         with unit_of_work() as session:
-            owned = posts.release_for_retry(
-                session, self.lease, error.message, decision.delay, lease_s
-            )
-            posts.record_attempt(
-                session, self.lease, _kind(error), latency_ms=self._latency(),
-                http_status=error.status, error=error.message,
-                task_id=self.task_id, worker=self.worker,
-            )  # fmt: skip
+            owned = posts.end_for_retry(session, self.lease, record, decision.delay, lease_s)
             if owned:
                 # Sent inside the transaction: a crash before commit leaves the lease to
                 # expire and the dispatcher to re-send; a message that arrives early waits.
@@ -218,12 +217,7 @@ class _Recorder:
 
     def dead(self, reason: str, *, outcome: str, error: PlatformError | None = None) -> Outcome:
         with unit_of_work() as session:
-            posts.mark_dead(session, self.lease, reason)
-            posts.record_attempt(
-                session, self.lease, outcome, latency_ms=self._latency(),
-                http_status=error.status if error else None, error=reason,
-                task_id=self.task_id, worker=self.worker,
-            )  # fmt: skip
+            posts.end_dead(session, self.lease, self._record(outcome, error, reason))
         log.error("publish.dead", reason=reason)
         return Outcome("dead", reason)
 

@@ -56,32 +56,39 @@ class Claimed:
     request_id: str | None
 
 
-_LOCK = text(
-    "SELECT social_account_id, platform, content, media, scheduled_at, status, attempts, "
-    "request_id, extract(epoch FROM lease_expires_at - now()) AS lease_left, "
-    "extract(epoch FROM scheduled_at - now()) AS due_in "
-    "FROM scheduled_posts WHERE id = :id FOR UPDATE"
+#: One statement takes the lease when the row may be published now (the row lock it
+#: takes makes a concurrent taker re-check these conditions and find none).
+_TAKE = text(
+    "UPDATE scheduled_posts SET status = 'publishing', attempts = attempts + 1, "
+    "lease_expires_at = now() + make_interval(secs => :lease), updated_at = now() "
+    "WHERE id = :id AND (status IN ('scheduled', 'queued') "
+    "OR (status = 'publishing' AND lease_expires_at <= now())) "
+    "AND scheduled_at <= now() + make_interval(secs => :tolerance) "
+    "AND (CAST(:expected AS timestamptz) IS NULL OR scheduled_at = :expected) "
+    "RETURNING social_account_id, platform, content, media, scheduled_at, attempts, request_id"
+)
+#: Only when the lease was not taken: why not (no lock; the answer is for logs and timing).
+_INSPECT = text(
+    "SELECT status, scheduled_at, extract(epoch FROM lease_expires_at - now()) AS lease_left, "
+    "extract(epoch FROM scheduled_at - now()) AS due_in FROM scheduled_posts WHERE id = :id"
 )
 
 
 def take_lease(
     session: Session, post_id: uuid.UUID, lease_seconds: int, expected_at: datetime | None
 ) -> Lease | Skip:
-    """Move a due post to `publishing` for this worker, or say why not."""
-    row = session.execute(_LOCK, {"id": post_id}).mappings().one_or_none()
+    """Move a due post to `publishing` for this worker (one round trip), or say why not."""
+    params = {
+        "id": post_id,
+        "lease": lease_seconds,
+        "tolerance": DUE_TOLERANCE_SECONDS,
+        "expected": expected_at,
+    }
+    row = session.execute(_TAKE, params).mappings().one_or_none()
     if row is None:
-        return Skip("unknown post")
-    skip = _why_not(row, expected_at)
-    if skip is not None:
-        return skip
-    session.execute(
-        text(
-            "UPDATE scheduled_posts SET status = 'publishing', attempts = attempts + 1, "
-            "lease_expires_at = now() + make_interval(secs => :lease), updated_at = now() "
-            "WHERE id = :id"
-        ),
-        {"id": post_id, "lease": lease_seconds},
-    )
+        return _why_not(
+            session.execute(_INSPECT, {"id": post_id}).mappings().one_or_none(), expected_at
+        )
     return Lease(
         post_id=post_id,
         account_id=row["social_account_id"],
@@ -89,12 +96,14 @@ def take_lease(
         content=row["content"],
         media=list(row["media"] or []),
         scheduled_at=row["scheduled_at"],
-        attempt=row["attempts"] + 1,
+        attempt=row["attempts"],
         request_id=row["request_id"],
     )
 
 
-def _why_not(row: Any, expected_at: datetime | None) -> Skip | None:
+def _why_not(row: Any, expected_at: datetime | None) -> Skip:
+    if row is None:
+        return Skip("unknown post")
     status = row["status"]
     if status in FINAL_POST_STATUSES:
         return Skip(f"already {status}")
@@ -104,82 +113,85 @@ def _why_not(row: Any, expected_at: datetime | None) -> Skip | None:
         return Skip("rescheduled since this message was sent")
     if row["due_in"] > DUE_TOLERANCE_SECONDS:
         return Skip(f"not due for {float(row['due_in']):.1f}s")
-    return None
+    return Skip(f"not publishable ({status})")
 
 
-# Every end of an attempt is fenced: WHERE ... status = 'publishing' AND attempts = :attempt,
-# so only the worker holding this attempt's lease can write it.
+@dataclass(frozen=True)
+class AttemptRecord:
+    """The post_attempts row an attempt's end writes."""
+
+    outcome: str
+    latency_ms: int | None = None
+    http_status: int | None = None
+    error: str | None = None
+    task_id: str | None = None
+    worker: str | None = None
 
 
-def mark_published(session: Session, lease: Lease, external_id: str) -> bool:
+# Each end of an attempt is one statement: the post's new state, fenced by
+# `status = 'publishing' AND attempts = :attempt` (only the lease holder may end it),
+# and its post_attempts row, written whether or not the fence held. It returns
+# whether the fence held.
+_ATTEMPT_COLUMNS = "post_id, attempt, outcome, http_status, latency_ms, error, task_id, worker"
+
+_END_PUBLISHED = text(
+    "WITH ended AS (UPDATE scheduled_posts SET status = 'published', external_post_id = :ext, "
+    "published_at = now(), lease_expires_at = NULL, last_error = NULL, updated_at = now() "
+    "WHERE id = :id AND status = 'publishing' AND attempts = :attempt RETURNING 1) "
+    "INSERT INTO post_attempts (post_id, attempt, outcome, http_status, latency_ms, error, "
+    "task_id, worker) VALUES (:id, :attempt, :outcome, :status, :latency, :error, :task, "
+    ":worker) RETURNING (SELECT count(*) FROM ended)"
+)
+_END_RETRY = text(
+    "WITH ended AS (UPDATE scheduled_posts SET status = 'queued', last_error = :error, "
+    "lease_expires_at = now() + make_interval(secs => :until), updated_at = now() "
+    "WHERE id = :id AND status = 'publishing' AND attempts = :attempt RETURNING 1) "
+    "INSERT INTO post_attempts (post_id, attempt, outcome, http_status, latency_ms, error, "
+    "task_id, worker) VALUES (:id, :attempt, :outcome, :status, :latency, :error, :task, "
+    ":worker) RETURNING (SELECT count(*) FROM ended)"
+)
+_END_DEAD = text(
+    "WITH ended AS (UPDATE scheduled_posts SET status = 'dead', last_error = :error, "
+    "lease_expires_at = NULL, updated_at = now() "
+    "WHERE id = :id AND status = 'publishing' AND attempts = :attempt RETURNING 1) "
+    "INSERT INTO post_attempts (post_id, attempt, outcome, http_status, latency_ms, error, "
+    "task_id, worker) VALUES (:id, :attempt, :outcome, :status, :latency, :error, :task, "
+    ":worker) RETURNING (SELECT count(*) FROM ended)"
+)
+
+
+def _end(
+    session: Session, statement: Any, lease: Lease, record: AttemptRecord, **extra: Any
+) -> bool:
+    params = {
+        "id": lease.post_id,
+        "attempt": lease.attempt,
+        "outcome": record.outcome,
+        "status": record.http_status,
+        "latency": record.latency_ms,
+        "error": record.error,
+        "task": record.task_id,
+        "worker": record.worker,
+        **extra,
+    }
+    return bool(session.execute(statement, params).scalar_one())
+
+
+def end_published(session: Session, lease: Lease, external_id: str, record: AttemptRecord) -> bool:
     """Record success; False if this worker's lease was taken over meanwhile."""
-    result = session.execute(
-        text(
-            "UPDATE scheduled_posts SET status = 'published', external_post_id = :ext, "
-            "published_at = now(), lease_expires_at = NULL, last_error = NULL, "
-            "updated_at = now() WHERE id = :id AND status = 'publishing' AND attempts = :attempt"
-        ),
-        {"id": lease.post_id, "attempt": lease.attempt, "ext": external_id},
-    )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return _end(session, _END_PUBLISHED, lease, record, ext=external_id)
 
 
-def release_for_retry(
-    session: Session, lease: Lease, error: str, delay: float, lease_s: int
+def end_for_retry(
+    session: Session, lease: Lease, record: AttemptRecord, delay: float, lease_s: int
 ) -> bool:
     """Back to `queued` for a retry in `delay` seconds (the recovery lease covers it)."""
-    result = session.execute(
-        text(
-            "UPDATE scheduled_posts SET status = 'queued', last_error = :error, "
-            "lease_expires_at = now() + make_interval(secs => :until), updated_at = now() "
-            "WHERE id = :id AND status = 'publishing' AND attempts = :attempt"
-        ),
-        {"id": lease.post_id, "attempt": lease.attempt, "error": error, "until": delay + lease_s},
-    )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return _end(session, _END_RETRY, lease, record, until=delay + lease_s)
 
 
-def mark_dead(session: Session, lease: Lease, error: str) -> bool:
-    """Give up on the post: `dead`, with the reason in last_error."""
-    result = session.execute(
-        text(
-            "UPDATE scheduled_posts SET status = 'dead', last_error = :error, "
-            "lease_expires_at = NULL, updated_at = now() "
-            "WHERE id = :id AND status = 'publishing' AND attempts = :attempt"
-        ),
-        {"id": lease.post_id, "attempt": lease.attempt, "error": error},
-    )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
-
-
-def record_attempt(
-    session: Session,
-    lease: Lease,
-    outcome: str,
-    *,
-    latency_ms: int | None = None,
-    http_status: int | None = None,
-    error: str | None = None,
-    task_id: str | None = None,
-    worker: str | None = None,
-) -> None:
-    session.execute(
-        text(
-            "INSERT INTO post_attempts (post_id, attempt, outcome, http_status, latency_ms, "
-            "error, task_id, worker) VALUES (:post, :attempt, :outcome, :status, :latency, "
-            ":error, :task, :worker)"
-        ),
-        {
-            "post": lease.post_id,
-            "attempt": lease.attempt,
-            "outcome": outcome,
-            "status": http_status,
-            "latency": latency_ms,
-            "error": error,
-            "task": task_id,
-            "worker": worker,
-        },
-    )
+def end_dead(session: Session, lease: Lease, record: AttemptRecord) -> bool:
+    """Give up on the post: `dead`, with the record's error as last_error."""
+    return _end(session, _END_DEAD, lease, record)
 
 
 def claim_due(session: Session, lookahead: float, batch: int, lease_s: int) -> list[Claimed]:
