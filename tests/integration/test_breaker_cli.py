@@ -1,0 +1,72 @@
+"""`herald breakers` as an operator runs it: a subprocess against real Redis and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from worker import audit
+from worker.resilience.breaker import PlatformBreaker
+
+HERALD = [sys.executable, "-m", "worker.cli", "breakers"]
+
+
+def herald(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*HERALD, *args], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_breakers_shows_every_platform(herald_env: dict[str, str]) -> None:
+    result = herald(herald_env)
+
+    assert result.returncode == 0, result.stderr
+    shown = {b["platform"]: b for b in json.loads(result.stdout)}
+    assert set(shown) == {"instagram", "facebook", "youtube"}
+    assert shown["youtube"]["state"] == "closed"
+    assert set(shown["youtube"]) >= {"failures", "opened_at", "half_open_at", "probe_until"}
+
+
+def test_force_open_then_reset_are_applied_and_audited(herald_env: dict[str, str]) -> None:
+    opened = herald(herald_env, "open", "facebook", "--for", "120", "--actor", "ops-alice")
+
+    assert opened.returncode == 0, opened.stderr
+    after = json.loads(opened.stdout)["after"]
+    assert after["state"] == "open"
+    assert 110 < after["retry_after"] <= 120
+    admission = PlatformBreaker("facebook").admit()
+    assert not admission.allowed
+    assert admission.retry_after > 100
+    (entry,) = audit.recent(action="breaker.force_open")
+    assert (entry["actor"], entry["target"]) == ("ops-alice", "facebook")
+    assert entry["detail"]["seconds"] == 120
+    assert entry["detail"]["before"]["state"] == "closed"
+
+    reset = herald(herald_env, "reset", "facebook", "--actor", "ops-bob")
+
+    assert reset.returncode == 0, reset.stderr
+    assert json.loads(reset.stdout)["after"]["state"] == "closed"
+    assert PlatformBreaker("facebook").admit().allowed
+    (entry,) = audit.recent(action="breaker.reset")
+    assert (entry["actor"], entry["target"]) == ("ops-bob", "facebook")
+    assert entry["detail"]["before"]["state"] == "open"
+
+
+def test_an_unknown_platform_is_a_usage_error(herald_env: dict[str, str]) -> None:
+    result = herald(herald_env, "reset", "myspace")
+
+    assert result.returncode == 2
+    assert "'myspace' is not one of" in result.stderr
+    assert audit.recent(action="breaker.reset") == []
+
+
+def test_redis_unreachable_exits_1_and_audits_nothing(herald_env: dict[str, str]) -> None:
+    env = {**herald_env, "REDIS_URL": "redis://127.0.0.1:1/0"}
+
+    result = herald(env, "open", "instagram")
+
+    assert result.returncode == 1
+    assert "herald: opening the instagram breaker failed" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert audit.recent(action="breaker.force_open") == []
