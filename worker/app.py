@@ -13,7 +13,7 @@ from celery import Celery
 from worker.settings import SettingsError, get_settings
 
 #: Modules whose tasks every worker registers.
-TASK_MODULES = ("tasks.maintenance", "tasks.posting")
+TASK_MODULES = ("tasks.maintenance", "tasks.posting", "tasks.deadletter")
 
 
 def _settings_or_exit() -> None:

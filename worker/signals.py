@@ -10,6 +10,7 @@ from celery import Task, signals
 from worker.db.engine import dispose_engine
 from worker.observability.logging import bind_task, configure_logging, unbind_task
 from worker.redis_client import reset_redis
+from worker.resilience import deadletter_worker  # noqa: F401  (its receivers register)
 from worker.settings import get_settings
 
 
