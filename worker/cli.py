@@ -2,33 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
 
-from worker.settings import Settings, SettingsError, get_settings, load_settings
-
-#: Exit status for a configuration problem (same as a usage error: the input is wrong).
-EXIT_CONFIG = 2
-
-
-def settings_or_exit() -> Settings:
-    """Resolved settings, or exit 2 with one line per problem (never a traceback)."""
-    try:
-        return get_settings()
-    except SettingsError as exc:
-        click.echo("herald: configuration error", err=True)
-        for problem in exc.problems:
-            click.echo(f"  {problem}", err=True)
-        sys.exit(EXIT_CONFIG)
-
-
-def emit(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, default=str))
+from worker.cli_accounts import accounts
+from worker.cli_breakers import breakers
+from worker.cli_common import emit, settings_or_exit
+from worker.cli_dlq import dlq
+from worker.cli_limits import limits
+from worker.cli_posts import posts
+from worker.settings import SettingsError, load_settings
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -168,11 +154,8 @@ def _hide_password(url: str) -> str:
         return "<unprintable url>"
 
 
-from worker.cli_accounts import accounts  # noqa: E402
-from worker.cli_posts import posts  # noqa: E402
-
-main.add_command(accounts)
-main.add_command(posts)
+for group in (accounts, posts, limits, breakers, dlq):
+    main.add_command(group)
 
 
 if __name__ == "__main__":

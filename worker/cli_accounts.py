@@ -14,46 +14,21 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from worker.cli_common import STDIN, emit, refused, settings_or_exit
 from worker.constants import PLATFORMS
 
 if TYPE_CHECKING:
     from worker.db.models import SocialAccount
 
-#: An option value meaning "read it from stdin" (keeps secrets out of shell history).
-STDIN = "-"
-#: Exit status for a refused request (bad input, unknown id, account exists).
-EXIT_REFUSED = 1
-
-
-# `worker.cli` imports this module at its end; importing it back lazily keeps
-# `python -m worker.cli` (where the running module is `__main__`) working.
-def settings_or_exit() -> None:
-    """Exit 2 on a configuration problem (`worker.cli.settings_or_exit`); else send
-    logs to stderr, leaving stdout to the JSON a command prints."""
-    from worker.cli import settings_or_exit as check
-    from worker.observability.logging import configure_logging
-
-    configure_logging(check())
-
-
-def emit(data: Any) -> None:
-    """Print JSON (see `worker.cli.emit`)."""
-    from worker.cli import emit as print_json
-
-    print_json(data)
-
 
 @contextlib.contextmanager
 def refusals_exit_1() -> Iterator[None]:
-    """Turn Herald's input errors into `herald: <message>` on stderr and exit status 1."""
+    """Herald's input errors (client, accounts): `herald: <message>`, exit status 1."""
     from worker.client import HeraldClientError
     from worker.db.accounts import AccountError
 
-    try:
+    with refused(HeraldClientError, AccountError):
         yield
-    except (HeraldClientError, AccountError) as exc:
-        click.echo(f"herald: {exc}", err=True)
-        sys.exit(EXIT_REFUSED)
 
 
 def read_secret(value: str | None, name: str) -> str | None:

@@ -14,7 +14,8 @@ from typing import Any
 
 import click
 
-from worker.cli_accounts import STDIN, emit, refusals_exit_1, settings_or_exit
+from worker.cli_accounts import refusals_exit_1
+from worker.cli_common import STDIN, emit, settings_or_exit
 
 
 class WhenType(click.ParamType[datetime, "str | datetime"]):
