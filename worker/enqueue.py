@@ -61,6 +61,29 @@ def send_publish(
     )
 
 
+def follow_up_lease(settings: Settings, delay: float) -> float:
+    """Seconds a post's row stays leased while it waits `delay` seconds to come back.
+
+    A short wait travels as a countdown message (`follow_up`) and the lease outlasts it by
+    the queued lease, in case the message is lost. A wait longer than `max_countdown`
+    would outlive the broker's visibility timeout, so no message is sent: the lease ends
+    at the time and the dispatcher re-sends the post then.
+    """
+    return delay if delay > settings.max_countdown else delay + settings.queued_lease
+
+
+def follow_up(
+    settings: Settings,
+    post_id: uuid.UUID,
+    scheduled_at: datetime,
+    delay: float,
+    request_id: str | None = None,
+) -> None:
+    """Send the countdown message of a short wait (a long one is the dispatcher's)."""
+    if delay <= settings.max_countdown:
+        send_publish(post_id, scheduled_at, countdown=delay, request_id=request_id)
+
+
 def send_publish_batch(posts: Iterable[tuple[uuid.UUID, datetime, str | None]]) -> int:
     """Send one publish message per (post id, scheduled_at, request id); return the count."""
     settings = get_settings()

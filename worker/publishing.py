@@ -17,15 +17,24 @@ from datetime import datetime
 import structlog
 from celery.exceptions import SoftTimeLimitExceeded
 
+from worker import publish_guards as guards
 from worker.account_cache import PublishAccount, get_publish_account
-from worker.constants import OUTCOME_FOUND, OUTCOME_PUBLISHED
+from worker.constants import (
+    HEADER_REQUEST_ID,
+    OUTCOME_FOUND,
+    OUTCOME_PUBLISHED,
+    QUEUE_POSTS,
+    TASK_PUBLISH,
+)
 from worker.db import posts
+from worker.db.accounts import mark_needs_reauth
 from worker.db.posts import AttemptRecord, Lease, Skip
 from worker.db.session import unit_of_work
-from worker.enqueue import send_publish
+from worker.enqueue import follow_up, follow_up_lease, send_publish
 from worker.platforms.base import Account, PlatformClient, PostRequest
-from worker.platforms.errors import OutcomeUnknownError, PlatformError
+from worker.platforms.errors import AuthExpiredError, OutcomeUnknownError, PlatformError
 from worker.platforms.registry import get_client
+from worker.resilience.deadletter import record_dead_letter
 from worker.resilience.retry import Decision, decide
 from worker.settings import Settings, get_settings
 
@@ -119,21 +128,47 @@ def _account_problem(account: PublishAccount | None, lease: Lease) -> str | None
 def _call_platform(
     settings: Settings, lease: Lease, account: PublishAccount, recorder: _Recorder
 ) -> Outcome:
+    guard = guards.enter(lease.platform, str(lease.account_id))
+    if guard.defer_for is not None:
+        return _defer(settings, lease, guard.defer_for, guard.reason)
     client = client_for(lease.platform, settings)
-    target = Account(lease.platform, account.external_id, account.access_token)
-    client_ref = str(lease.post_id)
     try:
-        if lease.earlier_outcome_unknown:
-            found = client.find_published(target, client_ref)
-            if found is not None:
-                return recorder.published(found, OUTCOME_FOUND)
-        request = PostRequest(client_ref=client_ref, content=lease.content, media=lease.media)
-        return recorder.published(client.publish(target, request), OUTCOME_PUBLISHED)
-    except SoftTimeLimitExceeded:
+        external_id, outcome = _find_or_publish(client, lease, account)
+    except SoftTimeLimitExceeded as exc:
+        guards.leave(guard, exc, client.last_usage)  # no verdict on the platform
         error: PlatformError = OutcomeUnknownError(lease.platform, "publish hit its time limit")
     except PlatformError as exc:
+        guards.leave(guard, exc, client.last_usage)
         error = exc
+    else:
+        guards.leave(guard, None, client.last_usage)
+        return recorder.published(external_id, outcome)
     return _after_failure(settings, lease, error, recorder)
+
+
+def _find_or_publish(
+    client: PlatformClient, lease: Lease, account: PublishAccount
+) -> tuple[str, str]:
+    """Publish, unless an earlier attempt (whose outcome is unknown) already did."""
+    target = Account(lease.platform, account.external_id, account.access_token)
+    client_ref = str(lease.post_id)
+    if lease.earlier_outcome_unknown:
+        found = client.find_published(target, client_ref)
+        if found is not None:
+            return found, OUTCOME_FOUND
+    request = PostRequest(client_ref=client_ref, content=lease.content, media=lease.media)
+    return client.publish(target, request), OUTCOME_PUBLISHED
+
+
+def _defer(settings: Settings, lease: Lease, delay: float, reason: str) -> Outcome:
+    """Not now (breaker open, rate limited): back to queued, attempt not spent, resent."""
+    with unit_of_work() as session:
+        # The message goes out inside the transaction (a crash before commit leaves the
+        # lease to expire and the dispatcher to re-send), but only if the lease was ours.
+        if posts.untake_lease(session, lease, follow_up_lease(settings, delay)):
+            follow_up(settings, lease.post_id, lease.scheduled_at, delay, lease.request_id)
+    log.info("publish.deferred", reason=reason, delay=round(delay, 2))
+    return Outcome("deferred", f"{reason}; again in {delay:.1f}s")
 
 
 def _after_failure(
@@ -159,7 +194,7 @@ def _after_failure(
         return recorder.dead(
             f"{decision.reason}: {error.message}", outcome=_kind(error), error=error
         )
-    return recorder.again(decision, error, settings.queued_lease)
+    return recorder.again(decision, error, settings)
 
 
 def _kind(error: PlatformError) -> str:
@@ -201,23 +236,33 @@ class _Recorder:
         log.info("publish.done", outcome=outcome, external_id=external_id)
         return Outcome(outcome, external_id)
 
-    def again(self, decision: Decision, error: PlatformError, lease_s: int) -> Outcome:
+    def again(self, decision: Decision, error: PlatformError, settings: Settings) -> Outcome:
         record = self._record(_kind(error), error)
+        delay, lease = decision.delay, self.lease
         with unit_of_work() as session:
-            owned = posts.end_for_retry(session, self.lease, record, decision.delay, lease_s)
-            if owned:
-                # Sent inside the transaction: a crash before commit leaves the lease to
-                # expire and the dispatcher to re-send; a message that arrives early waits.
-                send_publish(
-                    self.lease.post_id, self.lease.scheduled_at, countdown=decision.delay,
-                    request_id=self.lease.request_id,
-                )  # fmt: skip
+            if posts.end_for_retry(session, lease, record, follow_up_lease(settings, delay)):
+                follow_up(settings, lease.post_id, lease.scheduled_at, delay, lease.request_id)
         kind = "deferred" if decision.action == "defer" else "retry"
         return Outcome(kind, f"in {decision.delay:.1f}s: {error.message}")
 
     def dead(self, reason: str, *, outcome: str, error: PlatformError | None = None) -> Outcome:
+        """`dead` with the reason, and a dead letter that `herald dlq replay` revives."""
         with unit_of_work() as session:
-            posts.end_dead(session, self.lease, self._record(outcome, error, reason))
+            owned = posts.end_dead(session, self.lease, self._record(outcome, error, reason))
+        if isinstance(error, AuthExpiredError):
+            mark_needs_reauth(self.lease.account_id, reason)
+        if owned:
+            request_id = self.lease.request_id
+            record_dead_letter(
+                task_name=TASK_PUBLISH,
+                task_id=self.task_id,
+                reason=reason,
+                args=[str(self.lease.post_id)],
+                headers={HEADER_REQUEST_ID: request_id} if request_id else None,
+                queue=QUEUE_POSTS,
+                exception=error,
+                attempts=self.lease.attempt,
+            )
         log.error("publish.dead", reason=reason)
         return Outcome("dead", reason)
 

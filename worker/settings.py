@@ -135,6 +135,15 @@ class Settings(BaseSettings):
     publish_max_attempts: int = Field(6, ge=1, le=50, description="Attempts before dead.")
     retry_base_delay: float = Field(2.0, gt=0, description="First retry's backoff cap (s).")
     retry_max_delay: float = Field(300.0, gt=0, description="Largest retry backoff (s).")
+    rate_limits: bool = Field(
+        True, description="Global rate limits on (off: admit everything; benchmarks, tests)."
+    )
+    breakers: bool = Field(True, description="Circuit breakers on (off: benchmarks only).")
+    breaker_fail_max: int = Field(5, ge=1, description="Consecutive transient failures to open.")
+    breaker_reset_timeout: float = Field(30.0, gt=0, description="Seconds open before a probe.")
+    max_deliveries: int = Field(
+        5, ge=1, description="Deliveries of one message (worker lost each time) before dead."
+    )
     posts_workers: int = Field(1, ge=1, le=32, description="Worker processes `herald run` starts.")
     posts_concurrency: int = Field(4, ge=1, le=256, description="Pool size of each posts worker.")
 
@@ -249,6 +258,13 @@ class Settings(BaseSettings):
     def publish_lease(self) -> int:
         """Seconds a publishing worker owns a row: past the hard limit, it is dead."""
         return self.publish_time_limit + 15
+
+    @property
+    def max_countdown(self) -> float:
+        """The longest countdown a message may carry: beyond half the visibility timeout a
+        Redis broker could redeliver it early (kombu#337), so longer waits are kept in the
+        database and re-sent by the dispatcher."""
+        return self.visibility_timeout / 2
 
     def key(self, *parts: str) -> str:
         """A Redis key in this deployment's namespace."""

@@ -160,6 +160,21 @@ _END_DEAD = text(
 )
 
 
+_UNTAKE = text(
+    "UPDATE scheduled_posts SET status = 'queued', attempts = attempts - 1, "
+    "lease_expires_at = now() + make_interval(secs => :until), updated_at = now() "
+    "WHERE id = :id AND status = 'publishing' AND attempts = :attempt"
+)
+
+
+def untake_lease(session: Session, lease: Lease, until: float) -> bool:
+    """Give the lease back unused (deferred before calling the platform): `queued` again
+    until `until` seconds from now, the attempt not counted. False if the lease was no
+    longer this worker's."""
+    params = {"id": lease.post_id, "attempt": lease.attempt, "until": until}
+    return bool(session.execute(_UNTAKE, params).rowcount)  # type: ignore[attr-defined]
+
+
 def _end(
     session: Session, statement: Any, lease: Lease, record: AttemptRecord, **extra: Any
 ) -> bool:
@@ -182,11 +197,9 @@ def end_published(session: Session, lease: Lease, external_id: str, record: Atte
     return _end(session, _END_PUBLISHED, lease, record, ext=external_id)
 
 
-def end_for_retry(
-    session: Session, lease: Lease, record: AttemptRecord, delay: float, lease_s: int
-) -> bool:
-    """Back to `queued` for a retry in `delay` seconds (the recovery lease covers it)."""
-    return _end(session, _END_RETRY, lease, record, until=delay + lease_s)
+def end_for_retry(session: Session, lease: Lease, record: AttemptRecord, until: float) -> bool:
+    """Back to `queued`, leased for `until` seconds, after which the dispatcher re-sends."""
+    return _end(session, _END_RETRY, lease, record, until=until)
 
 
 def end_dead(session: Session, lease: Lease, record: AttemptRecord) -> bool:
