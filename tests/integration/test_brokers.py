@@ -41,3 +41,13 @@ def test_a_worker_on_rabbitmq_runs_a_task(
     control.send_task(TASK_HEARTBEAT)
     key = get_settings().key(KEY_BEAT_HEARTBEAT)
     wait_for(lambda: get_redis().get(key), timeout=30, what="the task to run over RabbitMQ")
+
+
+def test_the_in_process_worker_fixture_runs_the_real_apps_tasks(
+    inprocess_worker: object, namespace: str
+) -> None:
+    from worker.app import app
+
+    app.send_task(TASK_HEARTBEAT)
+    key = get_settings().key(KEY_BEAT_HEARTBEAT)
+    wait_for(lambda: get_redis().get(key), timeout=30, what="the in-process worker to run it")
