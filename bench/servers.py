@@ -20,7 +20,16 @@ from types import TracebackType
 
 import psycopg
 import redis
-from sqlalchemy.engine import make_url
+
+from worker.db.admin import (
+    admin_connection,
+    create_database,
+    drop_database,
+    migrate_database,
+    with_database,
+)
+from worker.db.engine import libpq_url
+from worker.redis_client import delete_namespace
 
 #: The repository: subprocesses run here so `bench.*` and `worker.*` import.
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,61 +37,9 @@ ROOT = Path(__file__).resolve().parents[1]
 EMBEDDED_HOME = ROOT / ".herald" / "bench"
 
 
-def with_database(url: str, name: str) -> str:
-    return make_url(url).set(database=name).render_as_string(hide_password=False)
-
-
 def libpq(url: str) -> str:
     """The URL as psycopg and the libpq tools take it (no SQLAlchemy driver suffix)."""
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-def _admin(url: str) -> psycopg.Connection[tuple[object, ...]]:
-    return psycopg.connect(libpq(url), autocommit=True, connect_timeout=5)
-
-
-def create_database(admin_url: str, name: str, template: str | None = None) -> str:
-    with _admin(admin_url) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
-    return with_database(admin_url, name)
-
-
-def drop_database(admin_url: str, name: str) -> None:
-    with _admin(admin_url) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def migrate(database_url: str) -> None:
-    from sqlalchemy import create_engine
-
-    from worker.db.engine import sqlalchemy_url
-    from worker.db.migrate import upgrade
-
-    engine = create_engine(sqlalchemy_url(database_url))
-    try:
-        with engine.begin() as conn:
-            upgrade(connection=conn)
-    finally:
-        engine.dispose()
-
-
-def flush_namespace(redis_url: str, namespace: str) -> int:
-    """Delete every key under `namespace:`; return how many."""
-    client = redis.Redis.from_url(redis_url, socket_timeout=10)
-    deleted = 0
-    try:
-        batch: list[bytes] = []
-        for key in client.scan_iter(match=f"{namespace}:*", count=1000):
-            batch.append(key)
-            if len(batch) >= 500:
-                deleted += int(client.delete(*batch))
-                batch = []
-        if batch:
-            deleted += int(client.delete(*batch))
-    finally:
-        client.close()
-    return deleted
+    return libpq_url(url)
 
 
 @dataclass(frozen=True)
@@ -110,7 +67,7 @@ class Servers:
             self._resolve()
             self._template = f"herald_bench_tpl_{os.getpid()}"
             create_database(self.admin_database_url, self._template)
-            migrate(with_database(self.admin_database_url, self._template))
+            migrate_database(with_database(self.admin_database_url, self._template))
         except BaseException:
             self.__exit__(None, None, None)
             raise
@@ -158,7 +115,7 @@ class Servers:
         except redis.RedisError as exc:
             raise SystemExit(f"bench: Redis at REDIS_URL is not reachable: {exc}") from None
         try:
-            _admin(self.admin_database_url).close()
+            admin_connection(self.admin_database_url).close()
         except psycopg.Error as exc:
             raise SystemExit(f"bench: PostgreSQL is not reachable: {exc}") from None
 
@@ -174,4 +131,4 @@ class Servers:
             try:
                 drop_database(self.admin_database_url, name)
             finally:
-                flush_namespace(self.redis_url, namespace)
+                delete_namespace(self.redis_url, namespace)

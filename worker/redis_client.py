@@ -28,3 +28,21 @@ def reset_redis(*, after_fork: bool = False) -> None:
     if get_redis.cache_info().currsize and not after_fork:
         get_redis().close()
     get_redis.cache_clear()
+
+
+def delete_namespace(redis_url: str, namespace: str) -> int:
+    """Delete every key under `namespace:` (a test's or a benchmark run's); return how many."""
+    client = redis.Redis.from_url(redis_url, socket_timeout=10)
+    deleted = 0
+    try:
+        batch: list[str | bytes] = []
+        for key in client.scan_iter(match=f"{namespace}:*", count=1000):
+            batch.append(key)
+            if len(batch) >= 500:
+                deleted += int(client.delete(*batch))
+                batch = []
+        if batch:
+            deleted += int(client.delete(*batch))
+    finally:
+        client.close()
+    return deleted

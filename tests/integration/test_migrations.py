@@ -8,8 +8,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
 
-from tests.fixtures.services import Servers, _create_database, _drop_database
+from tests.fixtures.services import Servers
 from worker.db import migrate
+from worker.db.admin import create_database, drop_database
 from worker.db.engine import sqlalchemy_url
 from worker.db.migrate import head
 from worker.db.models import Base
@@ -28,7 +29,7 @@ TABLES = {
 
 
 def test_upgrade_downgrade_upgrade_from_an_empty_database(servers: Servers) -> None:
-    url = _create_database(servers.admin_database_url, "herald_migrate_roundtrip")
+    url = create_database(servers.admin_database_url, "herald_migrate_roundtrip")
     engine = create_engine(sqlalchemy_url(url))
     try:
         with engine.begin() as conn:
@@ -44,7 +45,7 @@ def test_upgrade_downgrade_upgrade_from_an_empty_database(servers: Servers) -> N
         assert set(inspect(engine).get_table_names()) >= TABLES
     finally:
         engine.dispose()
-        _drop_database(servers.admin_database_url, "herald_migrate_roundtrip")
+        drop_database(servers.admin_database_url, "herald_migrate_roundtrip")
 
 
 def test_migrated_schema_matches_the_models(database: str) -> None:
