@@ -11,7 +11,6 @@ from typing import Any
 
 import click
 import pytest
-import structlog.testing
 from celery.exceptions import TimeLimitExceeded
 from celery.worker.consumer import consumer as celery_consumer
 from kombu.exceptions import ContentDisallowed, DecodeError
@@ -104,22 +103,27 @@ def test_record_dead_letter_sends_everything_a_replay_needs(
 
 
 def test_a_letter_that_cannot_be_sent_is_logged_with_its_ids_only(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     from worker.app import app
+    from worker.observability.logging import configure_logging
+    from worker.settings import load_settings
 
     def broker_down(*_: Any, **__: Any) -> None:
         raise OSError("connection refused")
 
+    # Herald's logging goes through the standard library, whatever ran before this test
+    # (structlog caches loggers on first use, so capture_logs() cannot be relied on).
+    configure_logging(load_settings())
     monkeypatch.setattr(app, "send_task", broker_down)
-    with structlog.testing.capture_logs() as logs:
+    with caplog.at_level(logging.ERROR, logger="worker.resilience.deadletter"):
         sent = record_dead_letter(
             task_name="tokens.refresh", task_id="t9", reason="r", args=["secret-arg"]
         )
 
     assert sent is False
-    (line,) = logs
-    assert line["event"] == "deadletter.send_failed" and line["log_level"] == "error"
+    (line,) = [r.msg for r in caplog.records if isinstance(r.msg, dict)]
+    assert line["event"] == "deadletter.send_failed" and line["level"] == "error"
     assert (line["task_id"], line["task_name"], line["error"]) == (
         "t9",
         "tokens.refresh",

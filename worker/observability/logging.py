@@ -17,6 +17,9 @@ from structlog.types import EventDict, Processor
 
 from worker.settings import Settings
 
+#: Name of the root handler Herald installs (so reconfiguring replaces only it).
+HANDLER_NAME = "herald"
+
 #: Task arguments whose values are bound to every log line of the task.
 BOUND_ARGUMENTS = ("post_id", "account_id", "platform")
 
@@ -62,8 +65,11 @@ def configure_logging(settings: Settings, *, stream: Any = None) -> None:
     )
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(formatter)
+    handler.set_name(HANDLER_NAME)
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    # Replace our own handler (configured again: new settings or stream); leave others
+    # (a test runner's capture, an embedding application's) where they are.
+    root.handlers[:] = [h for h in root.handlers if h.get_name() != HANDLER_NAME] + [handler]
     root.setLevel(settings.log_level)
     for noisy in ("httpx", "httpcore", "alembic.runtime.migration"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
