@@ -41,6 +41,10 @@ from worker.settings import Settings, get_settings
 log = structlog.get_logger(__name__)
 
 
+#: A post leased more than this many times the transient-failure maximum is given up.
+LEASE_CAP_FACTOR = 3
+
+
 class InvalidPublishInputError(ValueError):
     """The message's arguments are not a post id (and an optional ISO time)."""
 
@@ -97,6 +101,11 @@ def publish_post(
         platform=got.platform, account_id=str(got.account_id), attempt=got.attempt
     )
     recorder = _Recorder(got, task_id, worker)
+    if got.attempt > LEASE_CAP_FACTOR * settings.publish_max_attempts:
+        # Started this often without ever ending (its worker lost each time, re-sent by
+        # recovery under new task ids the delivery counter cannot link): a poison post.
+        reason = f"poison: {got.attempt - 1} attempts started and none finished"
+        return recorder.dead(reason, outcome="poison")
     account = get_publish_account(got.account_id)
     problem = _account_problem(account, got)
     if problem is not None or account is None:

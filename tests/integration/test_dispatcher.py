@@ -127,3 +127,21 @@ def test_a_post_not_yet_due_is_skipped(insert_posts: InsertPosts) -> None:
     assert outcome.kind == "skipped"
     assert outcome.detail.startswith("not due")
     assert statuses([post]) == {"scheduled": 1}
+
+
+def test_a_post_leased_over_and_over_without_ending_is_dead_lettered(
+    insert_posts: InsertPosts,
+) -> None:
+    from worker.publishing import LEASE_CAP_FACTOR
+
+    (post,) = insert_posts(1, due_in=0)
+    cap = LEASE_CAP_FACTOR * get_settings().publish_max_attempts
+    with unit_of_work() as session:
+        session.execute(
+            text("UPDATE scheduled_posts SET status = 'queued', attempts = :n WHERE id = :id"),
+            {"n": cap, "id": post},
+        )
+    outcome = publish_post(str(post))
+    assert outcome.kind == "dead"
+    assert outcome.detail == f"poison: {cap} attempts started and none finished"
+    assert statuses([post]) == {"dead": 1}
