@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from tests.fixtures.sandbox import SandboxServer
+from worker.constants import PLATFORMS
 from worker.platforms import base
 from worker.platforms.base import Account, PlatformClient, PostRequest
 from worker.platforms.errors import (
@@ -24,7 +25,7 @@ from worker.platforms.errors import (
     RateLimitedError,
     TransientError,
 )
-from worker.platforms.registry import PLATFORMS, get_client
+from worker.platforms.registry import get_client
 
 TOKEN = "tok-SECRET-5f0c9e-never-print-me"
 ACCOUNTS = {

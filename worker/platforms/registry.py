@@ -1,16 +1,14 @@
-"""Which client serves which platform: the one place platform names are listed."""
+"""Which client serves which platform (the names themselves live in worker.constants)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from worker.constants import PLATFORMS
 from worker.platforms.base import PlatformClient
 from worker.platforms.facebook import FacebookClient
 from worker.platforms.instagram import InstagramClient
 from worker.platforms.youtube import YouTubeClient
-
-#: Every platform Herald publishes to; also the names settings and the sandbox use.
-PLATFORMS = ("instagram", "facebook", "youtube")
 
 _FACTORIES: dict[str, Callable[[str, float, float], PlatformClient]] = {
     "instagram": InstagramClient,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uvicorn
 from starlette.applications import Starlette
 
-from worker.platforms.registry import PLATFORMS
+from worker.constants import PLATFORMS
 from worker.platforms.sandbox import control, google, graph
 from worker.platforms.sandbox.state import SandboxState
 

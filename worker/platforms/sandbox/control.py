@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from worker.platforms.registry import PLATFORMS
+from worker.constants import PLATFORMS
 from worker.platforms.sandbox.state import SandboxState, apply_faults
 from worker.platforms.sandbox.wire import json_response
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from worker.platforms.registry import PLATFORMS
+from worker.constants import PLATFORMS
 
 #: Calls per platform per minute that the Graph usage headers count as 100 %: high
 #: enough that a benchmark is not throttled by its own sandbox.
