@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import text
 
+from tests.fixtures.cli import run_herald
 from worker import account_cache
 from worker.account_cache import (
     CACHE_TTL_SECONDS,
@@ -34,23 +34,12 @@ from worker.redis_client import get_redis, reset_redis
 from worker.security.tokens import get_cipher
 from worker.settings import get_settings, reset_settings
 
-HERALD = [sys.executable, "-m", "worker.cli"]
 ACCESS = "plain-access-token-5f1c"
 REFRESH = "plain-refresh-token-9a2e"
 
 
-def herald(
-    *args: str, env: dict[str, str], stdin: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*HERALD, *args],
-        env=env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+def herald(*args: str, env: dict[str, str], stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return run_herald(*args, env=env, stdin=stdin)
 
 
 def namespace_dump() -> str:

@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 
+from tests.fixtures.cli import run_herald
 from worker import audit
 from worker.resilience.breaker import PlatformBreaker
 
-HERALD = [sys.executable, "-m", "worker.cli", "breakers"]
-
 
 def herald(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*HERALD, *args], env=env, capture_output=True, text=True, timeout=60, check=False
-    )
+    return run_herald("breakers", *args, env=env)
 
 
 def test_breakers_shows_every_platform(herald_env: dict[str, str]) -> None:

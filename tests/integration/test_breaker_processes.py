@@ -6,13 +6,12 @@ the starting gate, so all of them decide at once (no sleeps).
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import uuid
-from typing import Any
 
+from tests.fixtures.cli import json_lines
 from tests.fixtures.waiting import wait_for
 from worker.platforms.errors import TransientError
 from worker.redis_client import get_redis
@@ -70,23 +69,14 @@ def run_children(action: str, n: int, *, count: int = 1, fail_max: int = 3) -> l
     return outputs
 
 
-def json_lines(texts: list[str]) -> list[dict[str, Any]]:
-    lines = []
-    for text in texts:
-        for line in text.splitlines():
-            try:
-                lines.append(json.loads(line))
-            except ValueError:
-                continue
-    return lines
-
-
 def test_exactly_one_probe_among_separate_processes(namespace: str) -> None:
     breaker = PlatformBreaker("facebook", BreakerConfig(fail_max=1))
     breaker.force_open(0.001)
     wait_for(lambda: breaker.status()["retry_after"] == 0, timeout=2, what="reset time")
 
-    admissions = [line for line in json_lines(run_children("admit", 4)) if "probe" in line]
+    admissions = [
+        line for line in json_lines("\n".join(run_children("admit", 4))) if "probe" in line
+    ]
 
     assert len(admissions) == 4
     assert sum(a["probe"] for a in admissions) == 1
@@ -106,7 +96,7 @@ def test_failures_counted_in_another_process_open_it_here(namespace: str) -> Non
 
 
 def test_many_processes_failing_at_once_log_the_opening_once(namespace: str) -> None:
-    lines = json_lines(run_children("fail", 4, count=3, fail_max=3))
+    lines = json_lines("\n".join(run_children("fail", 4, count=3, fail_max=3)))
 
     opened = [line for line in lines if line.get("event") == "breaker.opened"]
     assert len(opened) == 1, opened

@@ -9,22 +9,14 @@ import sys
 
 import pytest
 
+from tests.fixtures.cli import run_herald
 from worker.db.migrate import head
 
 HEAD = head()
 
-HERALD = [sys.executable, "-m", "worker.cli"]
-
 
 def herald(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*HERALD, *args],
-        env={**os.environ, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_herald(*args, env={**os.environ, **(env or {})})
 
 
 def test_health_is_json_and_exits_0_when_everything_answers(herald_env: dict[str, str]) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -14,6 +13,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from tests.fixtures.cli import run_herald
 from tests.fixtures.waiting import wait_for
 from worker.client import (
     AccountInactiveError,
@@ -32,7 +32,6 @@ from worker.db.accounts import create_account, deactivate_account, mark_needs_re
 from worker.db.engine import libpq_url
 from worker.demo import seed_demo
 
-HERALD = [sys.executable, "-m", "worker.cli"]
 IMAGE = "https://picsum.photos/seed/1/1080/1080"
 VIDEO = "https://videos.example.com/1.mp4"
 
@@ -305,9 +304,7 @@ def test_the_demo_seed_makes_accounts_once_and_posts_every_time(
 
 
 def herald(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*HERALD, *args], env=env, capture_output=True, text=True, timeout=60, check=False
-    )
+    return run_herald(*args, env=env)
 
 
 def test_cli_schedules_shows_reschedules_lists_and_cancels(

@@ -12,13 +12,13 @@ import os
 import pickle
 import pty
 import subprocess
-import sys
 import uuid
 from typing import Any
 
 import pytest
 from celery import Celery
 
+from tests.fixtures.cli import HERALD, run_herald
 from tests.fixtures.waiting import wait_for
 from tests.fixtures.workers import WorkerFactory, WorkerProcess
 from worker import audit
@@ -27,21 +27,12 @@ from worker.processes import BACKGROUND_QUEUES
 from worker.resilience.deadletter import HEADER_REPLAY_OF
 from worker.resilience.deadletter_reasons import NOT_A_TASK
 
-HERALD = [sys.executable, "-m", "worker.cli"]
 #: A value that must reach the dead-letter table but never a log line.
 MARKER = "marker-5e1f0c"
 
 
 def herald(*args: str, env: dict[str, str], stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*HERALD, *args],
-        env=env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_herald(*args, env=env, stdin=stdin)
 
 
 def dlq(*args: str, env: dict[str, str]) -> Any:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.fixtures.cli import run_herald
 from worker.db.migrate import head
 
 HEAD = head()
@@ -20,14 +20,7 @@ CONTRACT_URLS = ("DATABASE_URL", "REDIS_URL", "BROKER_URL")
 def herald(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in CONTRACT_URLS}
     env.update({"HERALD_HOME": str(home), "HERALD_NAMESPACE": "embedded-test"})
-    return subprocess.run(
-        [sys.executable, "-m", "worker.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    return run_herald(*args, env=env, timeout=180)
 
 
 @pytest.fixture

@@ -9,21 +9,12 @@ from typing import Any
 import structlog
 from celery import Celery
 
+from tests.fixtures.cli import json_lines
 from tests.fixtures.waiting import wait_for
 from tests.fixtures.workers import WorkerFactory
 from worker.constants import QUEUE_MAINTENANCE, TASK_HEARTBEAT
 from worker.observability.logging import bind_task, configure_logging, unbind_task
 from worker.settings import load_settings
-
-
-def json_lines(text: str) -> list[dict[str, Any]]:
-    lines = []
-    for line in text.splitlines():
-        try:
-            lines.append(json.loads(line))
-        except ValueError:
-            continue
-    return lines
 
 
 def test_a_task_logs_json_lines_carrying_its_task_id(

@@ -4,21 +4,17 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import uuid
 from typing import Any
 
+from tests.fixtures.cli import run_herald
 from worker import audit
 from worker.db.accounts import create_account
 from worker.resilience.ratelimit import get_limiter, reset_limiter
 
-HERALD = [sys.executable, "-m", "worker.cli", "limits"]
-
 
 def herald(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*HERALD, *args], env=env, capture_output=True, text=True, timeout=60, check=False
-    )
+    return run_herald("limits", *args, env=env)
 
 
 def ok(*args: str, env: dict[str, str]) -> Any:
