@@ -57,10 +57,11 @@ def _cursor_after(paging: object) -> str | None:
     return after if isinstance(after, str) and after else None
 
 
-class FacebookClient:
-    """Publishes to Facebook Pages; ``account.external_id`` is the page id."""
+class GraphClient:
+    """What the Graph API's clients (Facebook, Instagram) share: the caller and its usage."""
 
-    platform = "facebook"
+    #: Set by each subclass.
+    platform: str
 
     def __init__(self, base_url: str, connect_timeout: float, read_timeout: float) -> None:
         self._api = ApiCaller(self.platform, "graph", base_url, connect_timeout, read_timeout)
@@ -69,6 +70,12 @@ class FacebookClient:
     def last_usage(self) -> PlatformUsage | None:
         """Usage from the latest Graph response (``X-App-Usage`` and friends)."""
         return self._api.last_usage
+
+
+class FacebookClient(GraphClient):
+    """Publishes to Facebook Pages; ``account.external_id`` is the page id."""
+
+    platform = "facebook"
 
     def publish(self, account: Account, post: PostRequest) -> str:
         """Post to the page's feed; returns the ``{page-id}_{post-id}`` id."""

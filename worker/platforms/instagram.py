@@ -9,23 +9,20 @@ never published and expires on its own.
 
 from __future__ import annotations
 
-from worker.platforms.base import Account, ApiCaller, PostRequest
-from worker.platforms.errors import PermanentError, PlatformUsage
-from worker.platforms.facebook import GRAPH_VERSION, find_on_graph_edge, single_media
+from worker.platforms.base import Account, PostRequest
+from worker.platforms.errors import PermanentError
+from worker.platforms.facebook import (
+    GRAPH_VERSION,
+    GraphClient,
+    find_on_graph_edge,
+    single_media,
+)
 
 
-class InstagramClient:
+class InstagramClient(GraphClient):
     """Publishes single-image posts; ``account.external_id`` is the IG user id."""
 
     platform = "instagram"
-
-    def __init__(self, base_url: str, connect_timeout: float, read_timeout: float) -> None:
-        self._api = ApiCaller(self.platform, "graph", base_url, connect_timeout, read_timeout)
-
-    @property
-    def last_usage(self) -> PlatformUsage | None:
-        """Usage from the latest Graph response (``X-App-Usage`` and friends)."""
-        return self._api.last_usage
 
     def publish(self, account: Account, post: PostRequest) -> str:
         """Create a media container, then publish it; returns the media id."""
