@@ -13,7 +13,14 @@ from celery import Celery
 from worker.settings import SettingsError, get_settings
 
 #: Modules whose tasks every worker registers.
-TASK_MODULES = ("tasks.maintenance", "tasks.posting", "tasks.deadletter")
+TASK_MODULES = (
+    "tasks.maintenance",
+    "tasks.posting",
+    "tasks.deadletter",
+    "tasks.tokens",
+    "tasks.backup",
+    "tasks.archival",
+)
 
 
 def _settings_or_exit() -> None:

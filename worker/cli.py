@@ -9,11 +9,14 @@ from pathlib import Path
 import click
 
 from worker.cli_accounts import accounts
+from worker.cli_archive import archive
+from worker.cli_backup import backup
 from worker.cli_breakers import breakers
 from worker.cli_common import emit, settings_or_exit
 from worker.cli_dlq import dlq
 from worker.cli_limits import limits
 from worker.cli_posts import posts
+from worker.cli_tokens import tokens
 from worker.settings import SettingsError, load_settings
 
 
@@ -154,7 +157,7 @@ def _hide_password(url: str) -> str:
         return "<unprintable url>"
 
 
-for group in (accounts, posts, limits, breakers, dlq):
+for group in (accounts, posts, limits, breakers, dlq, tokens, backup, archive):
     main.add_command(group)
 
 

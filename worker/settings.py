@@ -146,6 +146,86 @@ class Settings(BaseSettings):
     )
     posts_workers: int = Field(1, ge=1, le=32, description="Worker processes `herald run` starts.")
     posts_concurrency: int = Field(4, ge=1, le=256, description="Pool size of each posts worker.")
+    past_grace: float = Field(
+        300.0,
+        ge=0,
+        le=86_400,
+        description="A post may be scheduled this many seconds in the past (published at once); "
+        "older times are refused.",
+    )
+
+    # Maintenance (beat): token refresh, backups, archival.
+    token_refresh_interval: float = Field(
+        300.0, ge=1, description="Seconds between sweeps for tokens about to expire (beat)."
+    )
+    token_refresh_window: int = Field(
+        86_400,
+        ge=60,
+        description="Tokens expiring within this many seconds are refreshed. Tokens that live "
+        "shorter than twice the window (Google's hour) are refreshed at half their life.",
+    )
+    backup_schedule: str = Field(
+        "30 3 * * *", description="Crontab (UTC) of the nightly backup: minute hour dom month dow."
+    )
+    backup_keep_daily: int = Field(7, ge=0, le=366, description="Daily backups kept (GFS).")
+    backup_keep_weekly: int = Field(4, ge=0, le=520, description="Weekly backups kept (GFS).")
+    backup_keep_monthly: int = Field(6, ge=0, le=240, description="Monthly backups kept (GFS).")
+    backup_verify: bool = Field(
+        True, description="Restore each new backup into a scratch database and compare counts."
+    )
+    backup_encryption_key: SecretStr | None = Field(
+        None, description="Fernet key: backups are encrypted at rest when set."
+    )
+    pg_bin_dir: Path | None = Field(
+        None,
+        description="Directory holding pg_dump/pg_restore (default: the embedded server's, "
+        "else the newest on PATH or under /usr/lib/postgresql).",
+    )
+    archive_schedule: str = Field("15 4 * * *", description="Crontab (UTC) of archival.")
+    archive_after_days: int = Field(
+        90, ge=1, description="Finished posts older than this move to scheduled_posts_archive."
+    )
+    attempts_retention_months: int = Field(
+        3, ge=1, le=120, description="Monthly post_attempts partitions kept before export+drop."
+    )
+    partitions_ahead: int = Field(
+        3, ge=1, le=24, description="Future monthly post_attempts partitions kept created."
+    )
+    archive_batch_size: int = Field(
+        10_000, ge=100, le=1_000_000, description="Rows moved per archival transaction."
+    )
+
+    # Operations: metrics, health, Sentry, Flower.
+    metrics_port: int = Field(
+        9808,
+        ge=0,
+        le=65535,
+        description="First /metrics port: `herald run` gives each worker and beat the next "
+        "one. 0: no metrics server.",
+    )
+    metrics_dir: Path | None = Field(
+        None,
+        description="prometheus_client multiprocess directory (default: a per-process-tree "
+        "folder under HERALD_HOME).",
+    )
+    health_host: str = Field("127.0.0.1", description="Address `herald health --serve` binds.")
+    health_port: int = Field(9800, ge=1, le=65535, description="Port of /healthz and /readyz.")
+    ready_max_backlog: int = Field(
+        50_000, ge=1, description="/readyz fails when a queue holds more messages than this."
+    )
+    ready_max_dead_letters: int = Field(
+        1_000, ge=1, description="/readyz fails when more dead letters than this are open."
+    )
+    sentry_environment: str | None = Field(
+        None, description="Sentry environment tag (default: HERALD_ENV)."
+    )
+    sentry_release: str | None = Field(
+        None, description="Sentry release tag (default: herald@<version>)."
+    )
+    sentry_traces_sample_rate: float = Field(0.0, ge=0, le=1)
+    flower: bool = Field(True, description="`herald run` starts Flower.")
+    flower_host: str = Field("127.0.0.1", description="Address Flower binds.")
+    flower_port: int = Field(5555, ge=1, le=65535)
 
     @field_validator("accept_content", mode="before")
     @classmethod
@@ -202,6 +282,24 @@ class Settings(BaseSettings):
                 raise ValueError(
                     f"key #{position} is not a Fernet key (32 url-safe base64-encoded bytes; "
                     "make one with `herald tokens new-key`)"
+                ) from None
+        return value
+
+    @field_validator("backup_schedule", "archive_schedule")
+    @classmethod
+    def _check_crontab(cls, value: str) -> str:
+        crontab_fields(value)
+        return value
+
+    @field_validator("backup_encryption_key")
+    @classmethod
+    def _check_backup_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            try:
+                Fernet(value.get_secret_value().strip())
+            except ValueError:
+                raise ValueError(
+                    "is not a Fernet key (make one with `herald tokens new-key`)"
                 ) from None
         return value
 
@@ -269,6 +367,23 @@ class Settings(BaseSettings):
     def key(self, *parts: str) -> str:
         """A Redis key in this deployment's namespace."""
         return ":".join((self.namespace, *parts))
+
+
+def crontab_fields(expression: str) -> tuple[str, str, str, str, str]:
+    """minute hour day-of-month month day-of-week of a crontab line; each field is checked."""
+    from celery.schedules import crontab
+
+    parts = expression.split()
+    if len(parts) != 5:
+        raise ValueError(
+            f"needs 5 fields (minute hour day-of-month month day-of-week), got {len(parts)}"
+        )
+    minute, hour, day_of_month, month, day_of_week = parts
+    try:
+        crontab(minute, hour, day_of_week, day_of_month, month)
+    except ValueError as exc:
+        raise ValueError(f"is not a valid crontab: {exc}") from None
+    return minute, hour, day_of_month, month, day_of_week
 
 
 def _check_scheme(value: str | None, schemes: set[str], example: str) -> str | None:

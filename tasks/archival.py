@@ -1,0 +1,1 @@
+"""archival tasks (being built)."""

@@ -1,0 +1,1 @@
+"""tokens tasks (being built)."""
