@@ -12,13 +12,16 @@ import contextlib
 import threading
 from collections.abc import Iterator
 
+import structlog
 from redis.exceptions import LockError, LockNotOwnedError
 
 from worker.redis_client import get_redis
 from worker.settings import get_settings
 
+log = structlog.get_logger(__name__)
 
-class AlreadyRunning(Exception):
+
+class AlreadyRunningError(Exception):
     """Another process holds the lock; the caller skips its run."""
 
     def __init__(self, name: str) -> None:
@@ -28,12 +31,12 @@ class AlreadyRunning(Exception):
 
 @contextlib.contextmanager
 def singleton(name: str, ttl: float = 60.0) -> Iterator[None]:
-    """Hold the deployment-wide lock `name` for the block, or raise `AlreadyRunning`."""
+    """Hold the deployment-wide lock `name` for the block, or raise `AlreadyRunningError`."""
     lock = get_redis().lock(
         get_settings().key("lock", name), timeout=ttl, blocking=False, thread_local=False
     )
     if not lock.acquire():
-        raise AlreadyRunning(name)
+        raise AlreadyRunningError(name)
     stop = threading.Event()
     watchdog = threading.Thread(
         target=_keep_extending, args=(lock, ttl, stop), name=f"lock-{name}", daemon=True
@@ -57,5 +60,5 @@ def _keep_extending(lock: object, ttl: float, stop: threading.Event) -> None:
             lock.reacquire()
         except LockNotOwnedError:
             return
-        except Exception:  # Redis briefly away: try again next tick, the TTL still runs
-            continue
+        except Exception as exc:  # Redis briefly away: the TTL still runs; try next tick
+            log.warning("lock.extend_failed", lock=lock.name, error=type(exc).__name__)
