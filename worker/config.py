@@ -89,5 +89,5 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "redbeat_redis_url": settings.redis_url,
         "redbeat_key_prefix": f"{settings.namespace}:redbeat:",
         # Redbeat's default lock lives 25 minutes: a dead beat would not be replaced that long.
-        "redbeat_lock_timeout": 30,
+        "redbeat_lock_timeout": settings.beat_lock_timeout,
     }

@@ -154,6 +154,14 @@ class Settings(BaseSettings):
         "older times are refused.",
     )
 
+    beat_lock_timeout: int = Field(
+        30,
+        ge=5,
+        le=3600,
+        description="Seconds a beat's leadership lock lives: a standby beat takes over this "
+        "long after the active one died.",
+    )
+
     # Maintenance (beat): token refresh, backups, archival.
     token_refresh_interval: float = Field(
         300.0, ge=1, description="Seconds between sweeps for tokens about to expire (beat)."
