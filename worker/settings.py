@@ -53,7 +53,9 @@ class Settings(BaseSettings):
     )
 
     env: Literal["development", "staging", "production"] = Field(
-        "development", description="Deployment stage; production refuses insecure defaults."
+        "development",
+        description="development | staging | production. Production refuses embedded servers, "
+        "missing TOKEN_ENCRYPTION_KEYS, Flower without FLOWER_BASIC_AUTH, non-JSON serializers.",
     )
     database_url: str | None = _contract(
         "DATABASE_URL", description="PostgreSQL URL; unset: embedded PostgreSQL (not production)."
@@ -62,17 +64,27 @@ class Settings(BaseSettings):
         "REDIS_URL", description="Redis for coordination (and the broker unless BROKER_URL)."
     )
     broker_url: str | None = _contract("BROKER_URL", description="redis://… or amqp://…")
-    instagram_api_url: str = _contract("INSTAGRAM_API_URL", f"{_SANDBOX}/instagram")
-    facebook_api_url: str = _contract("FACEBOOK_API_URL", f"{_SANDBOX}/facebook")
-    youtube_api_url: str = _contract("YOUTUBE_API_URL", f"{_SANDBOX}/youtube")
+    instagram_api_url: str = _contract(
+        "INSTAGRAM_API_URL", f"{_SANDBOX}/instagram", description="Instagram Graph API base URL."
+    )
+    facebook_api_url: str = _contract(
+        "FACEBOOK_API_URL", f"{_SANDBOX}/facebook", description="Facebook Graph API base URL."
+    )
+    youtube_api_url: str = _contract(
+        "YOUTUBE_API_URL", f"{_SANDBOX}/youtube", description="YouTube Data API base URL."
+    )
     token_encryption_keys: SecretStr | None = _contract(
         "TOKEN_ENCRYPTION_KEYS", description="Comma-separated Fernet keys, newest first."
     )
-    backup_dir: Path = _contract("BACKUP_DIR", Path(".herald/backups"))
+    backup_dir: Path = _contract(
+        "BACKUP_DIR", Path(".herald/backups"), description="Backups and archive exports."
+    )
     flower_basic_auth: SecretStr | None = _contract(
         "FLOWER_BASIC_AUTH", description="user:password for Flower."
     )
-    sentry_dsn: SecretStr | None = _contract("SENTRY_DSN")
+    sentry_dsn: SecretStr | None = _contract(
+        "SENTRY_DSN", description="Sentry DSN; unset: Sentry off."
+    )
 
     home: Path = Field(Path(".herald"), description="Where embedded servers keep their data.")
     namespace: str = Field(
@@ -80,15 +92,19 @@ class Settings(BaseSettings):
         pattern=r"^[A-Za-z0-9_.-]{1,64}$",
         description="Prefix of every Redis key (broker included): several Heralds, one Redis.",
     )
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Lowest level logged."
+    )
     log_format: Literal["auto", "console", "json"] = Field(
         "auto", description="auto: console in development, JSON elsewhere."
     )
     accept_content: Annotated[list[str], NoDecode] = Field(
         ["json"], description="Serializers workers accept; production allows only json."
     )
-    db_pool_size: int = Field(5, ge=1, le=100)
-    db_max_overflow: int = Field(5, ge=0, le=100)
+    db_pool_size: int = Field(5, ge=1, le=100, description="Pooled connections per process.")
+    db_max_overflow: int = Field(
+        5, ge=0, le=100, description="Extra connections a process may open past the pool."
+    )
     db_pool_timeout: float = Field(10.0, gt=0, description="Seconds to wait for a pooled conn.")
     db_connect_timeout: int = Field(5, ge=1, le=120, description="Seconds to open a connection.")
     db_statement_timeout_ms: int = Field(30_000, ge=100, description="Per-statement limit.")
@@ -101,8 +117,8 @@ class Settings(BaseSettings):
     soft_shutdown_timeout: float = Field(
         30.0, ge=0, description="Seconds in-flight tasks get to finish after SIGTERM."
     )
-    http_connect_timeout: float = Field(3.0, gt=0)
-    http_read_timeout: float = Field(10.0, gt=0)
+    http_connect_timeout: float = Field(3.0, gt=0, description="Seconds to connect to a platform.")
+    http_read_timeout: float = Field(10.0, gt=0, description="Seconds to wait for its answer.")
     heartbeat_interval: int = Field(
         10, ge=1, description="Seconds between beat heartbeats (readiness: beat is alive)."
     )
@@ -230,10 +246,12 @@ class Settings(BaseSettings):
     sentry_release: str | None = Field(
         None, description="Sentry release tag (default: herald@<version>)."
     )
-    sentry_traces_sample_rate: float = Field(0.0, ge=0, le=1)
+    sentry_traces_sample_rate: float = Field(
+        0.0, ge=0, le=1, description="Share of tasks traced in Sentry (0: errors only)."
+    )
     flower: bool = Field(True, description="`herald run` starts Flower.")
     flower_host: str = Field("127.0.0.1", description="Address Flower binds.")
-    flower_port: int = Field(5555, ge=1, le=65535)
+    flower_port: int = Field(5555, ge=1, le=65535, description="Port Flower listens on.")
 
     @field_validator("accept_content", mode="before")
     @classmethod
