@@ -188,6 +188,19 @@ class Settings(BaseSettings):
         description="Tokens expiring within this many seconds are refreshed. Tokens that live "
         "shorter than twice the window (Google's hour) are refreshed at half their life.",
     )
+    meta_app_id: str | None = Field(
+        None, description="Meta app id for the Graph token exchange (Facebook, Instagram)."
+    )
+    meta_app_secret: SecretStr | None = Field(None, description="Meta app secret.")
+    google_client_id: str | None = Field(
+        None, description="Google OAuth client id (YouTube token refresh)."
+    )
+    google_client_secret: SecretStr | None = Field(None, description="Google OAuth client secret.")
+    google_token_url: str | None = Field(
+        None,
+        description="Google's token endpoint (default: {YOUTUBE_API_URL}/token, the sandbox's; "
+        "production: https://oauth2.googleapis.com/token).",
+    )
     backup_schedule: str = Field(
         "30 3 * * *", description="Crontab (UTC) of the nightly backup: minute hour dom month dow."
     )

@@ -1,9 +1,10 @@
 """The accounts repository: the one place that writes ``social_accounts``.
 
-Tokens go in encrypted (:func:`worker.security.tokens.get_cipher`) and never come
-back out of this module in plain text: callers that publish read them through
-:mod:`worker.account_cache`. Every write invalidates the account's cache entry
-after its transaction commits, so the publish path sees the change on its next read.
+Tokens go in encrypted (:func:`worker.security.tokens.get_cipher`) and come back
+out in plain text only to the token refresh (:func:`load_for_refresh`): callers that
+publish read them through :mod:`worker.account_cache`. Every write invalidates the
+account's cache entry after its transaction commits, so the publish path sees the
+change on its next read.
 
 Ids may be given as :class:`uuid.UUID` or as strings; a string that is not a UUID
 names no account (``get_account`` returns None, writes raise :class:`AccountNotFound`).
@@ -12,10 +13,12 @@ names no account (``get_account`` returns None, writes raise :class:`AccountNotF
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import structlog
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -230,3 +233,205 @@ def update_tokens(
     account = _update(account_id, **values)
     log.info("account.tokens_updated", account_id=str(account.id))
     return account
+
+
+# --- token refresh and key rotation ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RefreshCandidate:
+    """An account as the refresh service needs it: its tokens in plain text (hidden from
+    reprs) and ``issued_at``, when its token was last written (``updated_at``)."""
+
+    id: uuid.UUID
+    platform: str
+    external_id: str
+    access_token: str = field(repr=False)
+    refresh_token: str | None = field(repr=False)
+    expires_at: datetime | None
+    issued_at: datetime
+    is_active: bool
+    needs_reauth: bool
+
+
+def load_for_refresh(account_id: uuid.UUID | str) -> RefreshCandidate | None:
+    """The account with its tokens decrypted, read from the database (never the cache:
+    the refresh decides on the row as it is now); None if there is no such account.
+
+    Raises :class:`~worker.security.tokens.TokenDecryptError` when no key opens it.
+    """
+    parsed = _as_uuid(account_id)
+    if parsed is None:
+        return None
+    with unit_of_work() as session:
+        row = session.get(SocialAccount, parsed)
+    if row is None:
+        return None
+    cipher = get_cipher()
+    return RefreshCandidate(
+        id=row.id,
+        platform=row.platform,
+        external_id=row.external_id,
+        access_token=cipher.decrypt(row.access_token_enc),
+        refresh_token=cipher.decrypt(row.refresh_token_enc) if row.refresh_token_enc else None,
+        expires_at=row.token_expires_at,
+        issued_at=row.updated_at,
+        is_active=row.is_active,
+        needs_reauth=row.needs_reauth,
+    )
+
+
+def due_account_ids(
+    where: str, params: dict[str, object], after: tuple[datetime, uuid.UUID] | None, limit: int
+) -> list[tuple[uuid.UUID, datetime]]:
+    """(id, token_expires_at) of accounts matching ``where`` (the refresh policy's SQL),
+    soonest expiry first, after the keyset position ``after``; at most ``limit``."""
+    keyset = "AND (token_expires_at, id) > (:after_at, :after_id)" if after else ""
+    query = text(
+        f"SELECT id, token_expires_at FROM social_accounts WHERE {where} {keyset} "  # noqa: S608 - fixed fragments
+        "ORDER BY token_expires_at, id LIMIT :limit"
+    )
+    values = {**params, "limit": limit}
+    if after is not None:
+        values.update(after_at=after[0], after_id=after[1])
+    with unit_of_work() as session:
+        return [(row.id, row.token_expires_at) for row in session.execute(query, values)]
+
+
+def store_refreshed_tokens(
+    account_id: uuid.UUID,
+    *,
+    expected_expires_at: datetime | None,
+    access_token: str,
+    refresh_token: str | None,
+    expires_at: datetime | None,
+) -> bool:
+    """Store a refresh's tokens (encrypted) and expiry in one statement, clearing
+    ``needs_reauth``; ``refresh_token=None`` keeps the stored one.
+
+    Fenced: only if the row still expires at ``expected_expires_at`` (what the refresh
+    read). False when another refresh got there first, or the account is gone.
+    """
+    cipher = get_cipher()
+    query = text(
+        "UPDATE social_accounts SET access_token_enc = :access, "
+        "refresh_token_enc = coalesce(:refresh, refresh_token_enc), "
+        "token_expires_at = :expires_at, needs_reauth = false, updated_at = now() "
+        "WHERE id = :id AND token_expires_at IS NOT DISTINCT FROM :expected RETURNING id"
+    )
+    values = {
+        "id": account_id,
+        "access": cipher.encrypt(access_token),
+        "refresh": cipher.encrypt(refresh_token) if refresh_token else None,
+        "expires_at": expires_at,
+        "expected": expected_expires_at,
+    }
+    with unit_of_work() as session:
+        stored = session.execute(query, values).scalar_one_or_none() is not None
+    if stored:
+        invalidate_account(account_id)
+        log.info("account.tokens_refreshed", account_id=str(account_id))
+    return stored
+
+
+@dataclass
+class RotationBatch:
+    """What one batch of key rotation did."""
+
+    last_id: uuid.UUID | None = None
+    scanned: int = 0
+    rotated: int = 0
+    current: int = 0
+    #: Accounts whose tokens no configured key opens.
+    undecryptable: list[uuid.UUID] = field(default_factory=list)
+    #: Accounts in the batch's id range that another transaction held locked.
+    locked: list[uuid.UUID] = field(default_factory=list)
+
+
+_ROTATION_SELECT = (
+    "SELECT id, access_token_enc, refresh_token_enc FROM social_accounts "
+    "WHERE {where} ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED"
+)
+
+
+def rotate_batch(
+    rewrap: Callable[[str], str | None],
+    *,
+    after: uuid.UUID | None = None,
+    only: list[uuid.UUID] | None = None,
+    limit: int = 500,
+) -> RotationBatch:
+    """Re-encrypt one batch of accounts' tokens, in one transaction.
+
+    Rows come in id order after ``after`` (or exactly the ids ``only``), locked with
+    ``FOR UPDATE SKIP LOCKED`` so a refresh writing a row is never waited for: such a
+    row is reported in ``locked``. ``rewrap(ciphertext)`` returns the ciphertext under
+    the newest key, or None when it already is (the row is not written); it raises
+    :class:`~worker.security.tokens.TokenDecryptError` for one no key opens.
+    ``updated_at`` is left alone: the tokens themselves did not change.
+    """
+    from worker.security.tokens import TokenDecryptError
+
+    where = (
+        "id = ANY(:only)" if only is not None else "(CAST(:after AS uuid) IS NULL OR id > :after)"
+    )
+    batch = RotationBatch()
+    changed: list[uuid.UUID] = []
+    with unit_of_work() as session:
+        rows = session.execute(
+            text(_ROTATION_SELECT.format(where=where)),
+            {"after": after, "only": only, "limit": limit},
+        ).all()
+        for row in rows:
+            batch.scanned += 1
+            try:
+                access = rewrap(row.access_token_enc)
+                refresh = rewrap(row.refresh_token_enc) if row.refresh_token_enc else None
+            except TokenDecryptError:
+                batch.undecryptable.append(row.id)
+                continue
+            if access is None and refresh is None:
+                batch.current += 1
+                continue
+            session.execute(
+                text(
+                    "UPDATE social_accounts SET access_token_enc = coalesce(:a, access_token_enc), "
+                    "refresh_token_enc = coalesce(:r, refresh_token_enc) WHERE id = :id"
+                ),
+                {"a": access, "r": refresh, "id": row.id},
+            )
+            changed.append(row.id)
+        fetched = [row.id for row in rows]
+        batch.last_id = fetched[-1] if fetched else None
+        full = len(fetched) == limit
+        locked = _skipped_in_range(session, after, only, fetched if full else None)
+        batch.locked = [i for i in locked if i not in fetched]
+    batch.rotated = len(changed)
+    for account_id in changed:  # the cache holds ciphertext: drop the old key's
+        invalidate_account(account_id)
+    return batch
+
+
+def _skipped_in_range(
+    session: Session,
+    after: uuid.UUID | None,
+    only: list[uuid.UUID] | None,
+    fetched: list[uuid.UUID] | None,
+) -> list[uuid.UUID]:
+    """Ids a SKIP LOCKED select passed over. ``fetched``: the ids of a full batch (its
+    range ends at the last); None: the select reached the end of the table."""
+    seen = fetched or []
+    values: dict[str, object]
+    if only is not None:
+        where, values = "id = ANY(:only)", {"only": only}
+    else:
+        where = "(CAST(:after AS uuid) IS NULL OR id > :after)"
+        values = {"after": after}
+        if fetched:
+            where += " AND id <= :last"
+            values["last"] = fetched[-1]
+    rows = session.execute(
+        text(f"SELECT id FROM social_accounts WHERE {where} ORDER BY id"),  # noqa: S608
+        values,
+    )
+    return [row.id for row in rows if row.id not in seen]

@@ -10,13 +10,19 @@ and its own control endpoints, a contract that tests outside this repo use:
   ``{"platform": ..., <field>: ...}`` merges fields into that platform's faults
   (``"reset": true`` starts from none). Unknown platform or bad field: 400.
 
+``GET /__sandbox/oauth`` lists every token-endpoint call (``platform``,
+``grant_type``, ``grant_sha256`` — the first 16 hex digits of the presented token's
+SHA-256 —, ``status``, ``at``); ``DELETE`` forgets them, and so does
+``DELETE /__sandbox/ledger``.
+
 Fault fields: ``latency_ms`` (+ random ``latency_jitter_ms``) delay every call;
 ``error_rate`` of publish calls are answered with ``status`` (default 503) in the
 platform's error shape, with ``Retry-After: retry_after`` on 429 and 503;
 ``timeout_rate`` of publishes are recorded, then answered only after ``timeout_s``
 (the client's read timeout fires first: the outcome-unknown case);
 ``revoke_tokens`` makes every call, and the OAuth endpoints, refuse the token;
-``usage_percent`` pins the Graph usage headers. Failed publishes are not recorded.
+``usage_percent`` pins the Graph usage headers; ``error_rate`` applies to the token
+endpoints too. Failed publishes are not recorded.
 
 Modules, one concern each:
 

@@ -26,6 +26,8 @@ def routes(state: SandboxState) -> list[Route]:
         Route("/__sandbox/ledger", control.delete_ledger, methods=["DELETE"]),
         Route("/__sandbox/faults", control.get_faults, methods=["GET"]),
         Route("/__sandbox/faults", control.post_faults, methods=["POST"]),
+        Route("/__sandbox/oauth", control.get_oauth, methods=["GET"]),
+        Route("/__sandbox/oauth", control.delete_oauth, methods=["DELETE"]),
     ]
 
 
@@ -42,8 +44,19 @@ class Control:
         return json_response([p.ledger_entry() for p in posts if only in (None, p.platform)])
 
     async def delete_ledger(self, request: Request) -> Response:
-        """Forget every publish."""
+        """Forget every publish (and every token-endpoint call: a fresh start)."""
+        self._state.oauth.clear()
         return json_response({"cleared": self._state.store.clear()})
+
+    async def get_oauth(self, request: Request) -> Response:
+        """Every token-endpoint call, oldest first; ``?platform=`` filters."""
+        only = request.query_params.get("platform")
+        calls = list(self._state.oauth.calls)
+        return json_response([c for c in calls if only in (None, c["platform"])])
+
+    async def delete_oauth(self, request: Request) -> Response:
+        """Forget every token-endpoint call."""
+        return json_response({"cleared": self._state.oauth.clear()})
 
     async def get_faults(self, request: Request) -> Response:
         """Each platform's current faults."""

@@ -165,21 +165,32 @@ class GoogleApi:
         return json_response(body)
 
     async def token(self, request: Request) -> Response:
-        """``POST /token`` (grant_type=refresh_token): a fresh access token."""
+        """``POST /token`` (grant_type=refresh_token): a fresh access token.
+
+        Every call is logged (``GET /__sandbox/oauth``), the token as a fingerprint."""
         faults = await enter(self._state, "youtube")
         form = await form_params(request)
-        if form.get("grant_type") != "refresh_token":
-            failure = {"error": "unsupported_grant_type", "error_description": "Invalid grant_type"}
-            return json_response(failure, 400)
-        for name in ("refresh_token", "client_id", "client_secret"):
-            if not form.get(name):
-                detail = f"Missing required parameter: {name}"
-                return json_response({"error": "invalid_request", "error_description": detail}, 400)
-        if faults.revoke_tokens:
-            detail = "Token has been expired or revoked."
-            return json_response({"error": "invalid_grant", "error_description": detail}, 400)
-        token = "ya29." + secrets.token_urlsafe(48)
-        return json_response({"access_token": token, "expires_in": 3599, "token_type": "Bearer"})
+        response = _grant(form, faults)
+        grant_type, grant = form.get("grant_type", ""), form.get("refresh_token", "")
+        self._state.oauth.record("youtube", grant_type, grant, response.status_code)
+        return response
+
+
+def _grant(form: dict[str, str], faults: Faults) -> Response:
+    if form.get("grant_type") != "refresh_token":
+        failure = {"error": "unsupported_grant_type", "error_description": "Invalid grant_type"}
+        return json_response(failure, 400)
+    for name in ("refresh_token", "client_id", "client_secret"):
+        if not form.get(name):
+            detail = f"Missing required parameter: {name}"
+            return json_response({"error": "invalid_request", "error_description": detail}, 400)
+    if faults.revoke_tokens:
+        detail = "Token has been expired or revoked."
+        return json_response({"error": "invalid_grant", "error_description": detail}, 400)
+    if fails(faults):
+        return _fault(faults)
+    token = "ya29." + secrets.token_urlsafe(48)
+    return json_response({"access_token": token, "expires_in": 3599, "token_type": "Bearer"})
 
 
 # --- upload validation -------------------------------------------------------------

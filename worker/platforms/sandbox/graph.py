@@ -224,21 +224,31 @@ class GraphApi:
         return self._answer(call.platform, call.account, payload)
 
     def oauth(self, platform: str) -> Endpoint:
-        """``GET /oauth/access_token?grant_type=fb_exchange_token``: a long-lived token."""
+        """``GET /oauth/access_token?grant_type=fb_exchange_token``: a long-lived token.
+
+        Every call is logged (``GET /__sandbox/oauth``), the token as a fingerprint."""
 
         async def endpoint(request: Request) -> Response:
             faults = await enter(self._state, platform)
             params = dict(request.query_params)
-            call = GraphCall(request, platform, "", params, faults)
-            for name in ("grant_type", "client_id", "client_secret", "fb_exchange_token"):
-                if not params.get(name):
-                    return self._error(call, 400, 100, f"Missing {name} parameter.")
-            if params["grant_type"] != "fb_exchange_token":
-                return self._error(call, 400, 100, "Unsupported grant_type.")
-            if faults.revoke_tokens:
-                return self._error(call, 400, 190, _GRAPH_REVOKED)
-            token = "EAAB" + secrets.token_urlsafe(48)
-            body = {"access_token": token, "token_type": "bearer", "expires_in": 5_183_944}
-            return self._answer(platform, "", body)
+            response = self._exchange(GraphCall(request, platform, "", params, faults))
+            grant_type, grant = params.get("grant_type", ""), params.get("fb_exchange_token", "")
+            self._state.oauth.record(platform, grant_type, grant, response.status_code)
+            return response
 
         return endpoint
+
+    def _exchange(self, call: GraphCall) -> Response:
+        params = call.params
+        for name in ("grant_type", "client_id", "client_secret", "fb_exchange_token"):
+            if not params.get(name):
+                return self._error(call, 400, 100, f"Missing {name} parameter.")
+        if params["grant_type"] != "fb_exchange_token":
+            return self._error(call, 400, 100, "Unsupported grant_type.")
+        if call.faults.revoke_tokens:
+            return self._error(call, 400, 190, _GRAPH_REVOKED)
+        if fails(call.faults):
+            return self._fault(call)
+        token = "EAAB" + secrets.token_urlsafe(48)
+        body = {"access_token": token, "token_type": "bearer", "expires_in": 5_183_944}
+        return self._answer(call.platform, "", body)

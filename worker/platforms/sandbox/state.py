@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import hashlib
 import math
 import secrets
 import threading
@@ -216,6 +217,36 @@ class UsageMeter:
         return min(100, self._counts.get(platform, 0) * 100 // USAGE_BUDGET_PER_MINUTE)
 
 
+def fingerprint(token: str) -> str:
+    """What the OAuth log shows of a token: enough to tell tokens apart, never the token."""
+    return hashlib.sha256(token.encode()).hexdigest()[:16]
+
+
+class OAuthLog:
+    """Every call to a token endpoint (a test counts refreshes per token with it)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.calls: list[dict[str, Any]] = []
+
+    def record(self, platform: str, grant_type: str, grant: str, status: int) -> None:
+        """One call: ``grant`` is the token it presented (logged as a fingerprint)."""
+        entry = {
+            "platform": platform,
+            "grant_type": grant_type,
+            "grant_sha256": fingerprint(grant) if grant else None,
+            "status": status,
+            "at": datetime.now(UTC).isoformat(),
+        }
+        with self._lock:
+            self.calls.append(entry)
+
+    def clear(self) -> int:
+        with self._lock:
+            count, self.calls = len(self.calls), []
+            return count
+
+
 class SandboxState:
     """One app's state: its publishes, each platform's current faults, its call counts."""
 
@@ -223,3 +254,4 @@ class SandboxState:
         self.store = Store()
         self.faults = {platform: Faults() for platform in PLATFORMS}
         self.usage = UsageMeter()
+        self.oauth = OAuthLog()
