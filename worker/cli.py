@@ -14,6 +14,7 @@ from worker.cli_backup import backup
 from worker.cli_breakers import breakers
 from worker.cli_common import emit, settings_or_exit
 from worker.cli_dlq import dlq
+from worker.cli_health import health
 from worker.cli_limits import limits
 from worker.cli_posts import posts
 from worker.cli_tokens import tokens
@@ -39,17 +40,6 @@ def migrate() -> None:
         created = ensure_partitions(conn)
         revision = current(conn)
     emit({"revision": revision, "partitions_created": created})
-
-
-@main.command()
-@click.option("--timeout", default=3.0, show_default=True, help="Seconds per check.")
-def health(timeout: float) -> None:
-    """Check PostgreSQL, Redis and the broker; print JSON; exit 0 only if all are healthy."""
-    from worker.observability.health import run_checks
-
-    result = run_checks(settings_or_exit(), timeout)
-    emit(result)
-    sys.exit(0 if result["status"] == "ok" else 1)
 
 
 @main.command()
@@ -157,7 +147,7 @@ def _hide_password(url: str) -> str:
         return "<unprintable url>"
 
 
-for group in (accounts, posts, limits, breakers, dlq, tokens, backup, archive):
+for group in (accounts, posts, limits, breakers, dlq, tokens, backup, archive, health):
     main.add_command(group)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, replace
 
+from worker.observability.metrics import RATE_LIMIT_DEFERRALS
 from worker.platforms.errors import PlatformError, PlatformUsage
 from worker.resilience import breaker
 from worker.resilience.breaker import Admission
@@ -40,6 +41,7 @@ def enter(platform: str, account_id: str) -> Guard:
     admission = breaker.admit(platform)
     if not admission.allowed:
         reason = f"{platform} circuit breaker is {admission.state}"
+        RATE_LIMIT_DEFERRALS.labels(platform, "breaker").inc()
         return Guard(platform, account_id, defer_for=_spread(admission.retry_after), reason=reason)
     guard = _limit(Guard(platform, account_id, admission=admission))
     if guard.defer_for is not None:
@@ -52,6 +54,7 @@ def _limit(guard: Guard) -> Guard:
     if decision.allowed:
         return guard
     reason = f"rate limit reached ({decision.remaining} left)"
+    RATE_LIMIT_DEFERRALS.labels(guard.platform, "limit").inc()
     return replace(guard, defer_for=_spread(decision.retry_after), reason=reason)
 
 

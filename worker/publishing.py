@@ -31,6 +31,7 @@ from worker.db.accounts import mark_needs_reauth
 from worker.db.posts import AttemptRecord, Lease, Skip
 from worker.db.session import unit_of_work
 from worker.enqueue import follow_up, follow_up_lease, send_publish
+from worker.observability.metrics import SCHEDULE_LAG
 from worker.platforms.base import Account, PlatformClient, PostRequest
 from worker.platforms.errors import AuthExpiredError, OutcomeUnknownError, PlatformError
 from worker.platforms.registry import get_client
@@ -242,6 +243,9 @@ class _Recorder:
             owned = posts.end_published(session, self.lease, external_id, self._record(outcome))
         if not owned:
             log.error("publish.lease_lost", external_id=external_id)
+        else:
+            lag = time.time() - self.lease.scheduled_at.timestamp()
+            SCHEDULE_LAG.labels(self.lease.platform).observe(max(0.0, lag))
         log.info("publish.done", outcome=outcome, external_id=external_id)
         return Outcome(outcome, external_id)
 

@@ -1,7 +1,10 @@
-"""Reachability of what Herald stands on: PostgreSQL, Redis, the broker.
+"""Reachability of what Herald stands on, and whether it is doing its work.
 
 Each check returns status and latency; the whole is healthy only if every check is.
-`herald health` prints it as JSON (exit 0 only when healthy); later, `/readyz`.
+`herald health` runs :data:`CHECKS` (PostgreSQL, Redis, the broker) and prints JSON
+(exit 0 only when healthy); `/readyz` runs :data:`READY_CHECKS`: those, plus workers
+answering a ping, beat's heartbeat, queue backlogs and open dead letters. A check
+that finds something wrong returns ``ok: False`` with an ``error`` saying what.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ import psycopg
 import redis
 from kombu import Connection
 
-from worker.db.engine import libpq_url
+from worker.db.engine import get_engine, libpq_url
+from worker.observability import probes
 from worker.settings import Settings
 
 Check = Callable[[Settings, float], dict[str, Any]]
@@ -51,17 +55,72 @@ def check_broker(settings: Settings, timeout: float) -> dict[str, Any]:
     return {"transport": str(transport)}
 
 
+#: Beat counts as stalled when its heartbeat is older than this many intervals.
+HEARTBEAT_MISSED_INTERVALS = 3
+#: Seconds a readiness ping waits for workers' replies (at most the check's timeout).
+PING_TIMEOUT_S = 1.0
+
+
+def check_workers(settings: Settings, timeout: float) -> dict[str, Any]:
+    answered = probes.ping_workers(settings, min(timeout, PING_TIMEOUT_S))
+    details: dict[str, Any] = {"answered": len(answered), "workers": answered}
+    if not answered:
+        details.update(ok=False, error=f"no worker answered a ping within {PING_TIMEOUT_S}s")
+    return details
+
+
+def check_beat(settings: Settings, timeout: float) -> dict[str, Any]:
+    age = probes.heartbeat_age(settings, timeout)
+    limit = HEARTBEAT_MISSED_INTERVALS * settings.heartbeat_interval
+    if age is None:
+        return {"ok": False, "error": "beat has never sent a heartbeat", "max_age_s": limit}
+    details: dict[str, Any] = {"age_s": round(age, 2), "max_age_s": limit}
+    if age > limit:
+        details.update(ok=False, error=f"beat's last heartbeat was {age:.0f}s ago (> {limit}s)")
+    return details
+
+
+def check_backlog(settings: Settings, timeout: float) -> dict[str, Any]:
+    depths = probes.queue_depths(settings, timeout)
+    limit = settings.ready_max_backlog
+    details: dict[str, Any] = {"queues": depths, "max": limit}
+    over = [f"{queue} holds {depth}" for queue, depth in depths.items() if depth > limit]
+    if over:
+        details.update(ok=False, error=f"backlog over {limit}: {', '.join(over)}")
+    return details
+
+
+def check_dead_letters(settings: Settings, timeout: float) -> dict[str, Any]:
+    with get_engine().connect() as conn:
+        by_task = probes.open_dead_letters(conn)
+    total, limit = sum(by_task.values()), settings.ready_max_dead_letters
+    details: dict[str, Any] = {"open": total, "max": limit}
+    if total > limit:
+        details.update(ok=False, error=f"{total} dead letters are open (> {limit})")
+    return details
+
+
 CHECKS: dict[str, Check] = {
     "database": check_database,
     "redis": check_redis,
     "broker": check_broker,
 }
 
+READY_CHECKS: dict[str, Check] = {
+    **CHECKS,
+    "workers": check_workers,
+    "beat": check_beat,
+    "backlog": check_backlog,
+    "dead_letters": check_dead_letters,
+}
 
-def run_checks(settings: Settings, timeout: float = 3.0) -> dict[str, Any]:
+
+def run_checks(
+    settings: Settings, timeout: float = 3.0, checks: dict[str, Check] | None = None
+) -> dict[str, Any]:
     """Every check's outcome; an exception is a failed check, named by its type."""
     results: dict[str, Any] = {}
-    for name, check in CHECKS.items():
+    for name, check in (CHECKS if checks is None else checks).items():
         started = time.perf_counter()
         try:
             details = check(settings, timeout)
