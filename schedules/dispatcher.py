@@ -18,6 +18,7 @@ import structlog
 from worker.db import posts
 from worker.db.session import unit_of_work
 from worker.enqueue import send_publish_batch
+from worker.observability import correlation
 from worker.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -91,7 +92,10 @@ def _claim_and_send(settings: Settings, *, recover: bool) -> int:
                 settings.queued_lease,
             )
         if claimed:
-            send_publish_batch((c.post_id, c.scheduled_at, c.request_id) for c in claimed)
+            # Each post goes under its own request id (or none: its task makes one),
+            # never under this dispatcher run's.
+            with correlation.detached():
+                send_publish_batch((c.post_id, c.scheduled_at, c.request_id) for c in claimed)
     if recover and claimed:
         log.warning(
             "dispatch.recovered", count=len(claimed), posts=[str(c.post_id) for c in claimed[:20]]

@@ -90,4 +90,6 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "redbeat_key_prefix": f"{settings.namespace}:redbeat:",
         # Redbeat's default lock lives 25 minutes: a dead beat would not be replaced that long.
         "redbeat_lock_timeout": settings.beat_lock_timeout,
+        # Explicit, or redbeat warns that its default will change.
+        "redbeat_redis_options": {},
     }

@@ -1,6 +1,9 @@
 """The one place that sends `posts.publish` messages (dispatcher, retries, recovery).
 
-Messages go by task name, so no task module is imported here.
+Messages go by task name, so no task module is imported here. A message sent with
+no `request_id` from inside a task still carries the task's (Celery's
+`before_task_publish`, `worker.observability.correlation`); the Redis fast path is the
+dispatcher's, which sends each post under the post's own id.
 """
 
 from __future__ import annotations

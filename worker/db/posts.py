@@ -17,6 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from worker.db.models import FINAL_POST_STATUSES
+from worker.observability import correlation
 
 #: Slack for clocks and ETA jitter when deciding whether a post is due yet.
 DUE_TOLERANCE_SECONDS = 2.0
@@ -60,7 +61,9 @@ class Claimed:
 #: takes makes a concurrent taker re-check these conditions and find none).
 _TAKE = text(
     "UPDATE scheduled_posts SET status = 'publishing', attempts = attempts + 1, "
-    "lease_expires_at = now() + make_interval(secs => :lease), updated_at = now() "
+    "lease_expires_at = now() + make_interval(secs => :lease), updated_at = now(), "
+    # A request id that came only in the message header stays with the post from now on.
+    "request_id = COALESCE(request_id, :request_id) "
     "WHERE id = :id AND (status IN ('scheduled', 'queued') "
     "OR (status = 'publishing' AND lease_expires_at <= now())) "
     "AND scheduled_at <= now() + make_interval(secs => :tolerance) "
@@ -83,6 +86,7 @@ def take_lease(
         "lease": lease_seconds,
         "tolerance": DUE_TOLERANCE_SECONDS,
         "expected": expected_at,
+        "request_id": correlation.current_request_id(),
     }
     row = session.execute(_TAKE, params).mappings().one_or_none()
     if row is None:

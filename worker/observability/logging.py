@@ -1,8 +1,10 @@
 """structlog for Herald and for the libraries under it (Celery, kombu, SQLAlchemy).
 
 Console lines in development, one JSON object per line elsewhere. Whatever a task
-logs carries the task's id, name and its own ids (post, account, platform): the
-task signals bind them into contextvars, which every line picks up.
+logs carries the task's id, name, queue, attempt, request id and its own ids (post,
+account, platform): the task signals bind them into contextvars, which every line
+picks up. Every line, ours or a library's (Celery's own "Task ... raised" lines with
+their argument reprs), passes `redact_event` just before it is rendered.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 import structlog
 from structlog.types import EventDict, Processor
 
+from worker.observability.redaction import redact_event
 from worker.settings import Settings
 
 #: Name of the root handler Herald installs (so reconfiguring replaces only it).
@@ -60,6 +63,7 @@ def configure_logging(settings: Settings, *, stream: Any = None) -> None:
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             _drop_color_message,
+            redact_event,  # last before rendering: nothing is added after it
             renderer,
         ],
     )
@@ -75,10 +79,24 @@ def configure_logging(settings: Settings, *, stream: Any = None) -> None:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
 
 
-def bind_task(task_id: str, task_name: str, arguments: Mapping[str, Any]) -> None:
-    """Bind a task's identity and its own ids (by argument name) for every line it logs."""
+def bind_task(
+    task_id: str,
+    task_name: str,
+    arguments: Mapping[str, Any],
+    *,
+    queue: str | None = None,
+    attempt: int | None = None,
+    request_id: str | None = None,
+) -> None:
+    """Bind a task's identity and its own ids (by argument name) for every line it logs.
+
+    `attempt` counts this task id's runs (Celery retries + 1); a post's publish binds the
+    post's own attempt number over it once it holds the row.
+    """
     structlog.contextvars.clear_contextvars()
     bound: dict[str, Any] = {"task_id": task_id, "task_name": task_name}
+    optional = {"queue": queue, "attempt": attempt, "request_id": request_id}
+    bound.update({name: value for name, value in optional.items() if value is not None})
     bound.update({name: str(arguments[name]) for name in BOUND_ARGUMENTS if name in arguments})
     structlog.contextvars.bind_contextvars(**bound)
 

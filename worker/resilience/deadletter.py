@@ -28,8 +28,9 @@ import structlog
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from worker.constants import TASK_RECORD_DEAD_LETTER
+from worker.constants import HEADER_REQUEST_ID, TASK_RECORD_DEAD_LETTER
 from worker.db.session import unit_of_work
+from worker.observability import correlation
 from worker.settings import get_settings
 
 log = structlog.get_logger(__name__)
@@ -176,7 +177,7 @@ def record_dead_letter(
         task_id=task_id,
         args=jsonable(list(args)),
         kwargs=jsonable(dict(kwargs or {})),
-        headers=jsonable(dict(headers or {})),
+        headers=jsonable(_with_request_id(headers)),
         queue=queue,
         exception_type=failure.type if failure else None,
         exception_message=failure.message if failure else None,
@@ -280,3 +281,12 @@ def bury_post(session: Session, post_id: object, reason: str) -> bool:
         {"id": parsed, "reason": reason},
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def _with_request_id(headers: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The message's headers, plus the current job's request id so a replay keeps it."""
+    merged = dict(headers or {})
+    request_id = correlation.current_request_id()
+    if request_id and HEADER_REQUEST_ID not in merged:
+        merged[HEADER_REQUEST_ID] = request_id
+    return merged
