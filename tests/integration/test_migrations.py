@@ -25,6 +25,7 @@ TABLES = {
     "dead_letters",
     "backups",
     "audit_log",
+    "scheduled_posts_archive",
 }
 
 

@@ -31,6 +31,9 @@ from worker.constants import PLATFORMS
 POST_STATUSES = ("scheduled", "queued", "publishing", "published", "failed", "cancelled", "dead")
 #: A post in one of these states is finished: nothing will publish it again.
 FINAL_POST_STATUSES = ("published", "failed", "cancelled", "dead")
+#: Finished posts that archival moves to scheduled_posts_archive once old enough.
+#: Not 'failed': an operator may still reschedule it, so it stays in the live table.
+ARCHIVABLE_POST_STATUSES = ("published", "cancelled", "dead")
 DEAD_LETTER_STATUSES = ("open", "replayed", "purged")
 BACKUP_STATUSES = ("running", "succeeded", "failed", "deleted")
 
@@ -106,6 +109,12 @@ class ScheduledPost(Base):
             "lease_expires_at",
             postgresql_where=text("status IN ('queued', 'publishing')"),
         ),
+        # Archival's query: finished rows by age, so a batch never scans the live schedule.
+        Index(
+            "ix_scheduled_posts_finished",
+            "updated_at",
+            postgresql_where=text(_in("status", ARCHIVABLE_POST_STATUSES)),
+        ),
     )
 
     id: Mapped[uuid.UUID] = _uuid_pk()
@@ -125,6 +134,39 @@ class ScheduledPost(Base):
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
+
+
+class ArchivedPost(Base):
+    """A finished post moved out of scheduled_posts by archival (worker/archival/).
+
+    The same columns as `ScheduledPost` (a unit test holds them equal) plus `archived_at`.
+    No foreign key and no CHECKs: the archive keeps what the live table held, and an
+    archived post must not stop its account from being deleted.
+    """
+
+    __tablename__ = "scheduled_posts_archive"
+    __table_args__ = (
+        Index(None, "user_id", "scheduled_at"),
+        Index(None, "social_account_id", "scheduled_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    social_account_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    platform: Mapped[str] = mapped_column(Text)
+    content: Mapped[str] = mapped_column(Text)
+    media: Mapped[list[str]] = mapped_column(JSONB)
+    scheduled_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer)
+    external_post_id: Mapped[str | None] = mapped_column(Text)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    request_id: Mapped[str | None] = mapped_column(Text)
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    archived_at: Mapped[datetime] = _now()
 
 
 class PostAttempt(Base):
