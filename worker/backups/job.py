@@ -1,0 +1,38 @@
+"""One scheduled (or `herald backup now`) backup: lock, dump, verify, rotate."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+
+from worker.backups import store
+from worker.backups.dump import take_backup
+from worker.backups.retention import apply_retention
+from worker.backups.verify import verify_backup
+from worker.locks import singleton
+from worker.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+#: Name of the deployment-wide lock; a second backup while one runs is skipped.
+LOCK_NAME = "backup"
+#: Seconds the lock outlives a holder that died (a live holder keeps extending it).
+LOCK_TTL = 120.0
+
+
+def run_backup(settings: Settings) -> dict[str, Any]:
+    """Take a backup, verify it (if HERALD_BACKUP_VERIFY), apply retention; return its row
+    plus `deleted` (ids retention removed). Raises `AlreadyRunningError` when another
+    backup holds the lock, `BackupError` when the dump failed (recorded as failed)."""
+    with singleton(LOCK_NAME, ttl=LOCK_TTL):
+        interrupted = store.fail_interrupted()
+        if interrupted:
+            log.warning("backup.interrupted_found", backup_ids=interrupted)
+        row = take_backup(settings)
+        if settings.backup_verify:
+            verify_backup(settings, row["id"])
+        deleted = apply_retention(settings)
+    done = store.get(row["id"])
+    assert done is not None
+    return {**done, "deleted": deleted}

@@ -1,0 +1,160 @@
+"""Rows of the `backups` table: the one place that writes them.
+
+A row is `running` while its dump is being taken, then `succeeded` (file, size,
+sha256 and per-table row counts recorded) or `failed` (with the error); retention
+later marks removed ones `deleted`. Verification results are recorded on the row:
+`verified_at`, `verify_ok`, `verify_result` (JSON text).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, text, update
+
+from worker.db.models import Backup
+from worker.db.session import unit_of_work
+
+_COLUMNS = (
+    "id",
+    "file",
+    "size_bytes",
+    "sha256",
+    "row_counts",
+    "started_at",
+    "finished_at",
+    "status",
+    "error",
+    "verified_at",
+    "verify_ok",
+    "verify_result",
+)
+
+
+def as_dict(row: Backup) -> dict[str, Any]:
+    """A row as JSON-ready data (times as ISO-8601, verify_result parsed)."""
+    data: dict[str, Any] = {name: getattr(row, name) for name in _COLUMNS}
+    for name in ("started_at", "finished_at", "verified_at"):
+        if data[name] is not None:
+            data[name] = data[name].isoformat()
+    if data["verify_result"]:
+        data["verify_result"] = json.loads(data["verify_result"])
+    return data
+
+
+def start(file_name: str) -> int:
+    """A new `running` row; `file_name` may contain `{id}`, filled with the row's id."""
+    with unit_of_work() as session:
+        row = Backup(file=file_name, status="running")
+        session.add(row)
+        session.flush()
+        row.file = file_name.format(id=row.id)
+        return row.id
+
+
+def get(backup_id: int) -> dict[str, Any] | None:
+    with unit_of_work() as session:
+        row = session.get(Backup, backup_id)
+        return as_dict(row) if row is not None else None
+
+
+def list_backups(*, include_deleted: bool = False, limit: int = 100) -> list[dict[str, Any]]:
+    """Newest first."""
+    query = select(Backup).order_by(Backup.started_at.desc(), Backup.id.desc()).limit(limit)
+    if not include_deleted:
+        query = query.where(Backup.status != "deleted")
+    with unit_of_work() as session:
+        return [as_dict(row) for row in session.scalars(query)]
+
+
+def succeed(backup_id: int, *, size: int, sha256: str, row_counts: dict[str, int]) -> None:
+    _update(
+        backup_id,
+        status="succeeded",
+        size_bytes=size,
+        sha256=sha256,
+        row_counts=row_counts,
+        finished_at=func.now(),
+    )
+
+
+def fail(backup_id: int, error: str) -> None:
+    _update(backup_id, status="failed", error=error, finished_at=func.now())
+
+
+def record_verify(backup_id: int, ok: bool, result: dict[str, Any]) -> None:
+    _update(
+        backup_id,
+        verified_at=func.now(),
+        verify_ok=ok,
+        verify_result=json.dumps(result, sort_keys=True),
+    )
+
+
+def mark_deleted(backup_id: int) -> None:
+    _update(backup_id, status="deleted")
+
+
+def _update(backup_id: int, **values: Any) -> None:
+    with unit_of_work() as session:
+        session.execute(update(Backup).where(Backup.id == backup_id).values(**values))
+
+
+def fail_interrupted() -> list[int]:
+    """Mark `running` rows failed: called while holding the backup lock, so whatever
+    still says running was interrupted (its process was killed). Returns their ids."""
+    with unit_of_work() as session:
+        found = session.scalars(
+            update(Backup)
+            .where(Backup.status == "running")
+            .values(status="failed", error="interrupted", finished_at=func.now())
+            .returning(Backup.id)
+        )
+        return list(found)
+
+
+def catalog_rows() -> list[dict[str, Any]]:
+    """Every row as column values (for `replace_catalog` after a restore)."""
+    with unit_of_work() as session:
+        return [dict(row) for row in session.execute(select(Backup.__table__)).mappings()]
+
+
+def replace_catalog(rows: list[dict[str, Any]]) -> None:
+    """Make the table hold exactly `rows` again (ids kept) and the id sequence follow."""
+    with unit_of_work() as session:
+        session.execute(delete(Backup))
+        if rows:
+            session.execute(insert(Backup), rows)
+        session.execute(
+            text(
+                "SELECT setval(pg_get_serial_sequence('backups', 'id'), "
+                "coalesce(max(id), 0) + 1, false) FROM backups"
+            )
+        )
+
+
+def rows_for_retention() -> list[Backup]:
+    """Every row that is not deleted (retention decides over these)."""
+    with unit_of_work() as session:
+        return list(session.scalars(select(Backup).where(Backup.status != "deleted")))
+
+
+def last_backup_ages(now: datetime) -> dict[str, float | None]:
+    """Seconds since the newest succeeded backup finished (`succeeded`) and since the
+    newest backup whose verification passed was verified (`verified`); None when there
+    is none. Keys match the `kind` label of `herald_backup_age_seconds`."""
+    with unit_of_work() as session:
+        last_ok = session.scalar(
+            select(func.max(Backup.finished_at)).where(Backup.status == "succeeded")
+        )
+        last_verified = session.scalar(
+            select(func.max(Backup.verified_at)).where(
+                Backup.status == "succeeded", Backup.verify_ok.is_(True)
+            )
+        )
+    return {
+        "succeeded": (now - last_ok).total_seconds() if last_ok else None,
+        "verified": (now - last_verified).total_seconds() if last_verified else None,
+    }
