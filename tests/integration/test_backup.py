@@ -27,7 +27,7 @@ from worker.backups.crypto import MAGIC
 from worker.backups.retention import apply_retention
 from worker.constants import TASK_BACKUP
 from worker.db.admin import create_database, drop_database
-from worker.db.engine import libpq_url
+from worker.db.engine import get_engine, libpq_url
 from worker.locks import singleton
 from worker.settings import get_settings
 
@@ -331,17 +331,22 @@ def test_backup_ages_for_the_metrics(backup_env: dict[str, str], database: str) 
     from worker.backups.job import run_backup
     from worker.backups.verify import verify_backup
 
-    assert store.last_backup_ages(datetime.now(UTC)) == {"succeeded": None, "verified": None}
+    def ages(at: datetime) -> store.BackupAges:
+        with get_engine().connect() as conn:
+            return store.backup_ages(conn, at)
+
+    assert ages(datetime.now(UTC)) == store.BackupAges(None, None, None)
     row = run_backup(get_settings())
-    ages = store.last_backup_ages(datetime.now(UTC) + timedelta(seconds=100))
-    assert 100 <= (ages["succeeded"] or 0) < 160 and ages["verified"] is None
+    later = ages(datetime.now(UTC) + timedelta(seconds=100))
+    assert 100 <= (later.succeeded or 0) < 160 and later.verified is None
     Path(row["file"]).write_bytes(b"changed")
     assert verify_backup(get_settings(), row["id"])["ok"] is False
-    assert store.last_backup_ages(datetime.now(UTC))["verified"] is None
+    failed = ages(datetime.now(UTC))
+    assert failed.verified is None and failed.last_verify_ok is False
     good = run_backup(get_settings())
     assert verify_backup(get_settings(), good["id"])["ok"] is True
-    ages = store.last_backup_ages(datetime.now(UTC))
-    assert 0 <= (ages["verified"] or -1) < 60
+    now = ages(datetime.now(UTC))
+    assert 0 <= (now.verified or -1) < 60 and now.last_verify_ok is True
 
 
 def test_pg_dump_older_than_the_server_is_refused(

@@ -9,10 +9,11 @@ later marks removed ones `deleted`. Verification results are recorded on the row
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy import Connection, delete, func, insert, select, text, update
 
 from worker.db.models import Backup
 from worker.db.session import unit_of_work
@@ -141,20 +142,29 @@ def rows_for_retention() -> list[Backup]:
         return list(session.scalars(select(Backup).where(Backup.status != "deleted")))
 
 
-def last_backup_ages(now: datetime) -> dict[str, float | None]:
-    """Seconds since the newest succeeded backup finished (`succeeded`) and since the
-    newest backup whose verification passed was verified (`verified`); None when there
-    is none. Keys match the `kind` label of `herald_backup_age_seconds`."""
-    with unit_of_work() as session:
-        last_ok = session.scalar(
-            select(func.max(Backup.finished_at)).where(Backup.status == "succeeded")
-        )
-        last_verified = session.scalar(
-            select(func.max(Backup.verified_at)).where(
-                Backup.status == "succeeded", Backup.verify_ok.is_(True)
-            )
-        )
-    return {
-        "succeeded": (now - last_ok).total_seconds() if last_ok else None,
-        "verified": (now - last_verified).total_seconds() if last_verified else None,
-    }
+@dataclass(frozen=True)
+class BackupAges:
+    """What the backup metrics and alerts read; None where there is nothing yet."""
+
+    succeeded: float | None  # seconds since the newest succeeded backup finished
+    verified: float | None  # seconds since the newest backup that verified as restorable
+    last_verify_ok: bool | None  # the newest verification's verdict
+
+
+_AGES = text(
+    "SELECT max(finished_at) FILTER (WHERE status = 'succeeded'), "
+    "max(verified_at) FILTER (WHERE status = 'succeeded' AND verify_ok), "
+    "(SELECT verify_ok FROM backups WHERE verified_at IS NOT NULL "
+    " ORDER BY verified_at DESC LIMIT 1) "
+    "FROM backups"
+)
+
+
+def backup_ages(conn: Connection, now: datetime) -> BackupAges:
+    """Ages of the newest succeeded and newest verified backups, in one query."""
+    finished, verified, verify_ok = conn.execute(_AGES).one()
+    return BackupAges(_age(finished, now), _age(verified, now), verify_ok)
+
+
+def _age(then: datetime | None, now: datetime) -> float | None:
+    return None if then is None else max(0.0, (now - then).total_seconds())

@@ -16,6 +16,7 @@ import structlog
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from worker.backups.store import backup_ages
 from worker.constants import PLATFORMS
 from worker.db.engine import get_engine
 from worker.observability import probes
@@ -89,7 +90,7 @@ class ClusterCollector(Collector):
     def _database(self) -> list[GaugeMetricFamily]:
         with get_engine().connect() as conn:
             letters = probes.open_dead_letters(conn)
-            backups = probes.backup_ages(conn, datetime.now(UTC))
+            backups = backup_ages(conn, datetime.now(UTC))
         dead = _gauge("herald_dead_letters_open", ["task"])
         for task, count in sorted(letters.items()):
             dead.add_metric([task], count)

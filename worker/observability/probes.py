@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import redis
@@ -131,28 +129,3 @@ def open_dead_letters(conn: DbConnection) -> dict[str, int]:
         )
     ).all()
     return {str(name): int(count) for name, count in rows}
-
-
-@dataclass(frozen=True)
-class BackupAges:
-    succeeded: float | None  # seconds since the last backup finished successfully
-    verified: float | None  # seconds since the last backup verified as restorable
-    last_verify_ok: bool | None  # the newest verification's verdict
-
-
-def backup_ages(conn: DbConnection, now: datetime) -> BackupAges:
-    row = conn.execute(
-        text(
-            "SELECT max(finished_at) FILTER (WHERE status = 'succeeded'), "
-            "max(verified_at) FILTER (WHERE verify_ok), "
-            "(SELECT verify_ok FROM backups WHERE verified_at IS NOT NULL "
-            " ORDER BY verified_at DESC LIMIT 1) "
-            "FROM backups"
-        )
-    ).one()
-    finished, verified, verify_ok = row
-    return BackupAges(_age(finished, now), _age(verified, now), verify_ok)
-
-
-def _age(then: datetime | None, now: datetime) -> float | None:
-    return None if then is None else max(0.0, (now - then).total_seconds())
