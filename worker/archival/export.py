@@ -25,6 +25,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from worker.files import create_private, fsync_dir, write_durably
+
 #: Rows are buffered up to this many bytes per write to the compressor.
 _WRITE_CHUNK = 1 << 20
 #: Good ratio for JSON at several times the speed of gzip's default level 9.
@@ -94,9 +96,9 @@ def export_table(
         exported_at=datetime.now(UTC).isoformat(),
     )
     os.replace(tmp, data)
-    _write_durably(sha_file, f"{digest}  {data.name}\n".encode())
-    _write_durably(manifest, json.dumps(asdict(export), indent=2).encode() + b"\n")
-    _fsync_dir(directory)
+    write_durably(sha_file, f"{digest}  {data.name}\n".encode())
+    write_durably(manifest, json.dumps(asdict(export), indent=2).encode() + b"\n")
+    fsync_dir(directory)
     return export
 
 
@@ -106,7 +108,7 @@ def _copy_out(conn: psycopg.Connection[Any], table: str, target: Path) -> tuple[
         "WITH (FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')"
     ).format(sql.Identifier(table))
     rows = 0
-    with _create(target) as raw:
+    with create_private(target) as raw:
         sink = _HashingWriter(raw)
         with (
             gzip.GzipFile(fileobj=sink, mode="wb", compresslevel=_GZIP_LEVEL, mtime=0) as gz,
@@ -148,25 +150,3 @@ def verify_export(manifest: Path) -> Export:
     export = Export(**json.loads(manifest.read_text()))
     check_file(manifest.parent / export.file, sha256=export.sha256, rows=export.rows)
     return export
-
-
-def _create(path: Path) -> Any:
-    # Owner-only: attempts carry error texts from the platforms, as backups do.
-    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb")
-
-
-def _write_durably(path: Path, content: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with _create(tmp) as handle:
-        handle.write(content)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

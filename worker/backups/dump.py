@@ -32,6 +32,7 @@ from worker.backups.counts import count_rows
 from worker.backups.crypto import CHUNK, encrypt_chunks
 from worker.backups.pgtools import PgTools, Target, find_tools
 from worker.db.engine import libpq_url
+from worker.files import create_private, fsync_dir, write_durably
 from worker.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -104,9 +105,9 @@ def write_dump(database_url: str, tools: PgTools, final: Path, fernet: Fernet | 
             size, digest = _stream_pg_dump(tools, database_url, snapshot, partial, fernet)
         # The checksum beside the file (`sha256sum -c` format) lets a file be restored
         # when the catalog is gone with the database it described.
-        checksum_path(final).write_text(f"{digest}  {final.name}\n")
+        write_durably(checksum_path(final), f"{digest}  {final.name}\n".encode())
         os.replace(partial, final)
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
     finally:
         partial.unlink(missing_ok=True)
     return Written(size, digest, counts)
@@ -168,8 +169,7 @@ def _write(source: IO[bytes], out_path: Path, fernet: Fernet | None) -> tuple[in
     sha = hashlib.sha256()
     size = 0
     # Owner-only: a dump holds every row (tokens encrypted, but content and users not).
-    fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as out:
+    with create_private(out_path) as out:
         for chunk in chunks:
             sha.update(chunk)
             out.write(chunk)
@@ -177,14 +177,6 @@ def _write(source: IO[bytes], out_path: Path, fernet: Fernet | None) -> tuple[in
         out.flush()
         os.fsync(out.fileno())
     return size, sha.hexdigest()
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _tail(errors: IO[bytes], limit: int = 2000) -> str:
