@@ -34,7 +34,8 @@ RATE_LIMIT_DEFERRALS = Counter(
 )
 TOKEN_REFRESHES = Counter(
     "herald_token_refreshes",
-    "Token refreshes by outcome (refreshed, skipped, deferred, retry, needs_reauth, dead, not_found).",
+    "Token refreshes by outcome "
+    "(refreshed, skipped, deferred, retry, needs_reauth, dead, not_found).",
     ["platform", "outcome"],
 )
 # Per process: "liveall" keeps one series per live process (a `pid` label in
