@@ -78,6 +78,9 @@ COPY migrations/ ./migrations/
 
 USER 10001:10001
 
+# Flower, `herald health --serve` (/healthz, /readyz), each process's /metrics.
+EXPOSE 5555 9800 9808
+
 HEALTHCHECK --interval=30s --timeout=15s --start-period=30s --retries=3 \
     CMD ["herald", "health"]
 

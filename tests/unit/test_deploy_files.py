@@ -26,6 +26,8 @@ import pytest
 import yaml
 
 from worker.constants import ALL_QUEUES, QUEUE_POSTS
+from worker.flower import FLOWER_PREFIX
+from worker.processes import WORKER_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -41,6 +43,8 @@ HERALD_IMAGE = "herald:latest"
 HERALD_UID = "10001"
 #: A worker's stop grace period must leave room for Celery's soft shutdown.
 MIN_WORKER_GRACE_SECONDS = 60
+#: Seconds a worker needs beyond its soft shutdown timeout to requeue and exit.
+REQUEUE_MARGIN_SECONDS = 15
 #: Services of the optional monitoring stack.
 MONITORING_SERVICES = frozenset({"prometheus", "grafana"})
 #: Plausible contents of each secret a herald service mounts, to load its settings.
@@ -317,7 +321,7 @@ def test_compose_file_has_no_obsolete_version_key(compose: dict[str, Any]) -> No
 
 
 def test_herald_services_share_one_image(herald_services: dict[str, Service]) -> None:
-    assert {"migrate", "worker-posts", "worker-maintenance", "beat", "flower"} <= set(
+    assert {"migrate", "worker-posts", "worker-background", "beat", "flower", "health"} <= set(
         herald_services
     )
     builds = [service.get("build") for service in herald_services.values()]
@@ -435,3 +439,55 @@ def test_monitoring_stack_is_opt_in(services: dict[str, Service]) -> None:
         expected = ["monitoring"] if name in MONITORING_SERVICES else None
         assert service.get("profiles") == expected, f"{name}: profiles {service.get('profiles')}"
     assert set(services) >= MONITORING_SERVICES
+
+
+def test_workers_turn_sigterm_into_a_soft_shutdown_that_fits_the_grace_period(
+    workers: dict[str, Service],
+) -> None:
+    for name, worker in workers.items():
+        env = worker.get("environment") or {}
+        for variable, value in WORKER_ENV.items():
+            assert env.get(variable) == value, f"{name}: {variable} must be {value}"
+        soft = float(env.get("HERALD_SOFT_SHUTDOWN_TIMEOUT", 30))
+        grace = _seconds(str(worker.get("stop_grace_period", "10s")))
+        assert grace >= soft + REQUEUE_MARGIN_SECONDS, f"{name}: {grace}s < {soft}s soft + margin"
+
+
+def test_flower_reads_its_login_from_the_secret_only(services: dict[str, Service]) -> None:
+    flower = services["flower"]
+    argv = " ".join(_argv(flower)).lower()
+    env = flower.get("environment") or {}
+
+    assert "flower_basic_auth" in flower["secrets"]
+    assert _argv(flower)[:3] == ["python", "-m", "worker.flower"]
+    assert "auth" not in argv, "the login must not be on Flower's command line"
+    # Flower takes every FLOWER_* variable as an option (and exits on unknown ones);
+    # a FLOWER_BASIC_AUTH here would put the password into the compose file.
+    assert not [v for v in env if v.startswith(FLOWER_PREFIX)]
+
+
+def test_health_server_runs_the_health_command(services: dict[str, Service]) -> None:
+    health = services["health"]
+    port = str(health["environment"]["HERALD_HEALTH_PORT"])
+
+    assert _argv(health) == ["herald", "health", "--serve"]
+    assert health["environment"]["HERALD_HEALTH_HOST"] == "0.0.0.0"
+    assert f"127.0.0.1:{port}:{port}" in health["ports"]
+    assert f":{port}/healthz" in " ".join(health["healthcheck"]["test"])
+
+
+def test_published_ports_are_bound_to_loopback(services: dict[str, Service]) -> None:
+    for name, service in services.items():
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} on all addresses"
+
+
+def test_monitoring_mounts_the_deploy_files(services: dict[str, Service]) -> None:
+    prometheus = set(services["prometheus"]["volumes"])
+    grafana = set(services["grafana"]["volumes"])
+
+    assert {
+        "./deploy/prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro",
+        "./deploy/prometheus/alerts.yml:/etc/prometheus/alerts.yml:ro",
+    } <= prometheus
+    assert "./deploy/grafana:/etc/grafana/provisioning:ro" in grafana
