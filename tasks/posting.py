@@ -20,7 +20,7 @@ _settings = get_settings()
 @app.task(
     name=TASK_PUBLISH,
     bind=True,
-    soft_time_limit=_settings.publish_time_limit - 10,
+    soft_time_limit=_settings.publish_soft_time_limit,
     time_limit=_settings.publish_time_limit,
 )
 def publish(self: Any, post_id: str, expected_at: str | None = None) -> str:

@@ -145,7 +145,8 @@ class Settings(BaseSettings):
         60,
         ge=10,
         le=600,
-        description="Hard time limit of one publish (soft limit 10 s earlier); the row's "
+        description="Hard time limit of one publish (soft limit 10 s earlier, never before "
+        "3/4 of it); the row's "
         "lease lasts 15 s longer, so no two workers ever hold it.",
     )
     publish_max_attempts: int = Field(6, ge=1, le=50, description="Attempts before dead.")
@@ -390,6 +391,11 @@ class Settings(BaseSettings):
         if self.log_format == "auto":
             return self.env != "development"
         return self.log_format == "json"
+
+    @property
+    def publish_soft_time_limit(self) -> int:
+        """When a publish is asked to stop (SoftTimeLimitExceeded) before the hard kill."""
+        return max(self.publish_time_limit - 10, self.publish_time_limit * 3 // 4)
 
     @property
     def publish_lease(self) -> int:
