@@ -39,7 +39,7 @@ bench: install
 	$(BIN)/python -m bench
 
 chaos: install
-	HERALD_CHAOS=full $(BIN)/pytest tests/chaos -m slow
+	HERALD_CHAOS=full $(BIN)/pytest tests/chaos tests/integration/test_beat_ha.py -m slow
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache

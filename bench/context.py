@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +68,15 @@ class Context:
         if not self.amqp_url:
             self.skip("AMQP_URL not set (RabbitMQ benchmarks need a RabbitMQ server)")
         return self.amqp_url
+
+    def use_broker(self, url: str) -> None:
+        """Make `url` Herald's broker for this run: its subprocesses (`env`) and this
+        process (the environment, settings, and `worker.app` if imported) alike."""
+        self.env["BROKER_URL"] = url
+        os.environ["BROKER_URL"] = url
+        _reset_herald_caches()
+        _reload_app()
+        self.stack.callback(_forget_broker)
 
     def wait_for(
         self,
@@ -201,6 +211,26 @@ def in_process_env(env: Mapping[str, str]) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def _forget_broker() -> None:
+    """Back to Redis as the broker (`in_process_env` then restores what was there)."""
+    os.environ.pop("BROKER_URL", None)
+    _reset_herald_caches()
+    _reload_app()
+
+
+def _reload_app() -> None:
+    """`worker.app`, if imported, follows the settings (its pools name the old broker)."""
+    from kombu import pools
+
+    app_module = sys.modules.get("worker.app")
+    if app_module is not None:
+        app_module.reload_config()
+    # Celery apps share kombu's process-wide pools, keyed by broker URL: the pool that
+    # reload_config closed would be handed to the next app on the same URL (RabbitMQ's
+    # is the same every run) and fail with "Acquire on closed pool". Drop them all.
+    pools.reset()
 
 
 def _reset_herald_caches() -> None:

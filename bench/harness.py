@@ -1,6 +1,8 @@
 """`python -m bench`: run the registered benchmarks N times each and write the results.
 
-Baselines run first, in the same invocation as what is compared with them. Each run
+Baselines run first, in the same invocation as what is compared with them. Results of
+benchmarks not selected this time are kept from the previous latest.json (marked with
+the invocation that measured them), so `--only` never erases the others. Each run
 gets fresh servers state (bench/servers.py) and a context whose processes and clients
 are stopped when it ends, even on error or Ctrl-C / SIGTERM. A benchmark that fails
 is reported as failed and the others still run; the exit status is then 1.
@@ -168,8 +170,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
     }
     results = [runner.results[spec.name] for spec in selected]
-    doc = report.document(about, invocation, results)
-    json_path, md_path = report.write(args.output, doc, report.markdown(about, invocation, results))
+    # Others' figures stay: a run of a few benchmarks updates only their entries.
+    with report.locked(args.output):
+        doc, carried = report.merge(
+            report.load(args.output / "latest.json"),
+            report.document(about, invocation, results),
+            order=[spec.name for spec in plan(None, registry)],
+        )
+        table = report.markdown(about, invocation, results, carried)
+        json_path, md_path = report.write(args.output, doc, table)
     print(md_path.read_text(), end="")
     _log(f"wrote {json_path} and {md_path}")
     return 1 if any(result.status == "failed" for result in results) else 0

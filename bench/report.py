@@ -6,10 +6,14 @@ Pure functions over plain data, so they are tested without servers
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
 import json
 import os
 import statistics
-from collections.abc import Callable, Mapping, Sequence
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -165,7 +169,7 @@ def fmt(value: float | None) -> str:
     return f"{value:.3g}"
 
 
-def _met(met: bool | None, target: Target | None) -> str:
+def _met(met: bool | None, target: str | None) -> str:
     if target is None:
         return "—"
     if met is None:
@@ -173,10 +177,45 @@ def _met(met: bool | None, target: Target | None) -> str:
     return "yes" if met else "**no**"
 
 
+def _rows(name: str, entry: Mapping[str, Any]) -> list[str]:
+    """Table rows of one benchmark's JSON entry (this invocation's or a carried one)."""
+    rows = []
+    for metric, m in entry.get("metrics", {}).items():
+        baseline = m.get("baseline")
+        base = f"{fmt(baseline['median'])} ({baseline['benchmark']})" if baseline else "—"
+        ratio = f"{m['ratio']:.2f}x" if m.get("ratio") is not None else "—"
+        target = m.get("target")
+        rows.append(
+            f"| {name} | {metric} ({m['unit']}) | {fmt(m['median'])} "
+            f"| {fmt(m['min'])} | {fmt(m['max'])} | {base} | {ratio} "
+            f"| {target or '—'} | {_met(m.get('met'), target)} |"
+        )
+    return rows
+
+
+def _carried_line(name: str, entry: Mapping[str, Any]) -> str:
+    when = entry.get("measured") or {}
+    quick = " (quick)" if when.get("quick") else ""
+    line = (
+        f"* {name}: `{when.get('command', '?')}` on {when.get('date', '?')}, "
+        f"{when.get('repeat', '?')} run(s){quick}, git {when.get('git_commit', '?')}"
+    )
+    if entry.get("status", "ok") != "ok":
+        line += f"; {entry['status']} — {entry.get('reason')}"
+    return line
+
+
 def markdown(
-    machine: Mapping[str, Any], invocation: Mapping[str, Any], results: Sequence[BenchmarkResult]
+    machine: Mapping[str, Any],
+    invocation: Mapping[str, Any],
+    results: Sequence[BenchmarkResult],
+    carried: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> str:
-    """The results table, with the machine and command it came from."""
+    """The results table, with the machine and command it came from.
+
+    `carried`: JSON entries of benchmarks this invocation did not run, kept from the
+    previous file (see `merge`); their rows follow, each marked with when it was measured.
+    """
     lines = [
         "# Benchmark results",
         "",
@@ -194,20 +233,71 @@ def markdown(
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | --- |",
     ]
     for result in results:
-        for m in result.metrics:
-            base = f"{fmt(m.baseline.median)} ({m.baseline.benchmark})" if m.baseline else "—"
-            ratio = f"{m.ratio:.2f}x" if m.ratio is not None else "—"
-            target = m.target.describe() if m.target else "—"
-            lines.append(
-                f"| {result.name} | {m.name} ({m.unit}) | {fmt(m.summary.median)} "
-                f"| {fmt(m.summary.min)} | {fmt(m.summary.max)} | {base} | {ratio} "
-                f"| {target} | {_met(m.met, m.target)} |"
-            )
+        lines += _rows(result.name, result_json(result))
+    for name, entry in (carried or {}).items():
+        lines += _rows(f"{name} †", entry)
     missing = [r for r in results if r.status != "ok"]
     if missing:
         lines += ["", "Not measured (or incomplete):", ""]
         lines += [f"* {r.name}: {r.status} — {r.reason}" for r in missing]
+    if carried:
+        lines += ["", "† Not run by this command; kept from an earlier one:", ""]
+        lines += [_carried_line(name, entry) for name, entry in carried.items()]
     return "\n".join(lines) + "\n"
+
+
+def measured(machine: Mapping[str, Any], invocation: Mapping[str, Any]) -> dict[str, Any]:
+    """What an entry carries about the invocation that measured it."""
+    keys = ("command", "date", "repeat", "quick")
+    return {**{k: invocation.get(k) for k in keys}, "git_commit": machine.get("git_commit")}
+
+
+def load(path: Path) -> dict[str, Any] | None:
+    """A previous results document, or None when there is none (or it is unreadable)."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) and isinstance(doc.get("benchmarks"), dict) else None
+
+
+def merge(
+    previous: Mapping[str, Any] | None, doc: Mapping[str, Any], order: Sequence[str]
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """This invocation's document plus the previous one's entries it did not re-measure.
+
+    Running a few benchmarks must not erase the others' figures. Only benchmarks still
+    registered (`order`, which also fixes their order) are kept; each entry says which
+    invocation measured it (`measured`). Returns the document and the carried entries.
+    """
+    stamp = measured(doc.get("machine", {}), doc.get("invocation", {}))
+    fresh = {name: {**entry, "measured": stamp} for name, entry in doc["benchmarks"].items()}
+    carried: dict[str, dict[str, Any]] = {}
+    if previous is not None:
+        old_stamp = measured(previous.get("machine", {}), previous.get("invocation", {}))
+        for name, entry in previous["benchmarks"].items():
+            if name in order and name not in fresh:
+                carried[name] = {**entry, "measured": entry.get("measured") or old_stamp}
+    rank = {name: i for i, name in enumerate(order)}
+    everything = {**fresh, **carried}
+    ordered = dict(sorted(everything.items(), key=lambda item: rank.get(item[0], len(rank))))
+    carried = {name: entry for name, entry in ordered.items() if name in carried}
+    return {**doc, "benchmarks": ordered}, carried
+
+
+@contextlib.contextmanager
+def locked(out_dir: Path) -> Iterator[None]:
+    """Hold the results directory while reading, merging and writing: two benchmark
+    invocations finishing together would otherwise drop each other's entries."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # Beside the results would leave a file for git to see; the temp dir is per machine.
+    digest = hashlib.sha256(str(out_dir.resolve()).encode()).hexdigest()[:16]
+    with (Path(tempfile.gettempdir()) / f"herald-bench-{digest}.lock").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def write(out_dir: Path, doc: Mapping[str, Any], table: str) -> tuple[Path, Path]:

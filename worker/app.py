@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 
 from celery import Celery
+from kombu import pools
 
 from worker.settings import SettingsError, get_settings
 
@@ -54,4 +55,6 @@ def reload_config() -> None:
     if pool is not None:
         pool.force_close_all()
         app._pool = None  # type: ignore[attr-defined]
+    # Apps share kombu's connection pools by broker URL: drop the closed one with ours.
+    pools.reset()
     app.amqp._producer_pool = None  # type: ignore[attr-defined]  # rebuilt on next use
