@@ -36,7 +36,7 @@ from worker.platforms.base import Account, PlatformClient, PostRequest
 from worker.platforms.errors import AuthExpiredError, OutcomeUnknownError, PlatformError
 from worker.platforms.registry import get_client
 from worker.resilience.deadletter import record_dead_letter
-from worker.resilience.retry import Decision, decide
+from worker.resilience.retry import Decision, decide_with_settings
 from worker.settings import Settings, get_settings
 
 log = structlog.get_logger(__name__)
@@ -185,13 +185,7 @@ def _after_failure(
     settings: Settings, lease: Lease, error: PlatformError, recorder: _Recorder
 ) -> Outcome:
     failures = recorder.transient_failures() + 1
-    decision = decide(
-        error,
-        failures=failures,
-        max_failures=settings.publish_max_attempts,
-        base=settings.retry_base_delay,
-        cap=settings.retry_max_delay,
-    )
+    decision = decide_with_settings(error, failures, settings)
     log.warning(
         "publish.failed",
         error=type(error).__name__,

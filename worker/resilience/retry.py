@@ -19,6 +19,7 @@ from worker.platforms.errors import (
     RateLimitedError,
     TransientError,
 )
+from worker.settings import Settings
 
 Action = Literal["retry", "defer", "dead"]
 
@@ -57,3 +58,14 @@ def decide(
     delay = backoff(failures, base, cap, rng)
     hinted = error.retry_after or 0.0
     return Decision("retry", max(delay, min(hinted, cap)), "transient failure")
+
+
+def decide_with_settings(error: PlatformError, failures: int, settings: Settings) -> Decision:
+    """`decide` with the deployment's retry policy (HERALD_PUBLISH_MAX_ATTEMPTS, …)."""
+    return decide(
+        error,
+        failures=failures,
+        max_failures=settings.publish_max_attempts,
+        base=settings.retry_base_delay,
+        cap=settings.retry_max_delay,
+    )

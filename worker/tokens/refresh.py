@@ -42,7 +42,7 @@ from worker.platforms.errors import AuthExpiredError, PlatformError, TransientEr
 from worker.platforms.oauth import TokenEndpoint, app_credentials
 from worker.redis_client import get_redis
 from worker.resilience.deadletter import record_dead_letter
-from worker.resilience.retry import decide
+from worker.resilience.retry import decide_with_settings
 from worker.security.tokens import TokenDecryptError
 from worker.settings import Settings, get_settings
 from worker.tokens.policy import RefreshPolicy
@@ -209,13 +209,7 @@ def _after_failure(
         _dead_letter(account.id, task_id, reason, error, attempts=failures + 1)
         _forget_failures(account.id)
         return RefreshResult("needs_reauth", platform, reason)
-    decision = decide(
-        error,
-        failures=failures,
-        max_failures=settings.publish_max_attempts,
-        base=settings.retry_base_delay,
-        cap=settings.retry_max_delay,
-    )
+    decision = decide_with_settings(error, failures, settings)
     if decision.action == "defer":
         return RefreshResult("deferred", platform, error.message, retry_in=decision.delay)
     if decision.action == "retry":
