@@ -138,12 +138,12 @@ class Settings(BaseSettings):
     )
     queued_lease: int = Field(
         300,
-        ge=30,
+        ge=10,
         description="Seconds after its time a queued post whose message never ran is re-sent.",
     )
     publish_time_limit: int = Field(
         60,
-        ge=10,
+        ge=5,
         le=600,
         description="Hard time limit of one publish (soft limit 10 s earlier, never before "
         "3/4 of it); the row's "
