@@ -15,10 +15,12 @@ from dataclasses import dataclass
 
 import structlog
 
+from worker.constants import HEADER_REQUEST_ID, QUEUE_POSTS, TASK_PUBLISH
 from worker.db import posts
 from worker.db.session import unit_of_work
 from worker.enqueue import send_publish_batch
 from worker.observability import correlation
+from worker.resilience.deadletter import record_dead_letter
 from worker.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -30,6 +32,7 @@ RUN_BUDGET_SECONDS = 20.0
 @dataclass
 class DispatchReport:
     claimed: int = 0
+    refused: int = 0
     recovered: int = 0
     batches: int = 0
     seconds: float = 0.0
@@ -43,6 +46,7 @@ def dispatch_due(settings: Settings, *, budget: float = RUN_BUDGET_SECONDS) -> D
     """
     started = time.perf_counter()
     report = DispatchReport()
+    report.refused = _refuse_stale(settings)
     deadline = started + budget
     threads = settings.dispatch_threads
     if threads == 1:
@@ -55,15 +59,36 @@ def dispatch_due(settings: Settings, *, budget: float = RUN_BUDGET_SECONDS) -> D
                 report.batches += batches
     report.recovered = _claim_and_send(settings, recover=True)
     report.seconds = time.perf_counter() - started
-    if report.claimed or report.recovered:
+    if report.claimed or report.recovered or report.refused:
         log.info(
             "dispatch.done",
             claimed=report.claimed,
+            refused=report.refused,
             recovered=report.recovered,
             batches=report.batches,
             seconds=round(report.seconds, 3),
         )
     return report
+
+
+def _refuse_stale(settings: Settings) -> int:
+    """Rows inserted already beyond the grace end dead, each with a dead letter."""
+    with unit_of_work() as session:
+        refused = posts.refuse_stale(session, settings.past_grace, settings.dispatch_batch_size)
+    for post in refused:
+        record_dead_letter(
+            task_name=TASK_PUBLISH,
+            task_id=None,
+            reason=f"scheduled more than {settings.past_grace:.0f} s in the past "
+            "when inserted (HERALD_PAST_GRACE)",
+            args=[str(post.post_id)],
+            headers={HEADER_REQUEST_ID: post.request_id} if post.request_id else None,
+            queue=QUEUE_POSTS,
+            kind="invalid_input",
+        )
+    if refused:
+        log.warning("dispatch.refused_stale", count=len(refused))
+    return len(refused)
 
 
 def _drain(settings: Settings, deadline: float) -> tuple[int, int]:

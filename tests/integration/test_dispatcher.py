@@ -100,6 +100,37 @@ def test_stale_leases_are_reclaimed_and_sent_again(
     assert sent == sorted(str(i) for i in (lost, crashed, fine))
 
 
+def test_a_row_inserted_already_beyond_the_grace_is_refused_with_a_reason(
+    insert_posts: InsertPosts, servers: Servers, namespace: str
+) -> None:
+    # Given: one row inserted a day after its time, one that fell due during an outage
+    # (inserted before its time), and one inserted inside the grace.
+    stale, outage, late_ok = insert_posts(3, due_in=0)
+    now = datetime.now(UTC)
+    with unit_of_work() as session:
+        for post, created, scheduled in (
+            (stale, now, now - timedelta(days=1)),
+            (outage, now - timedelta(days=2), now - timedelta(days=1)),
+            (late_ok, now, now - timedelta(seconds=60)),
+        ):
+            session.execute(
+                text("UPDATE scheduled_posts SET created_at = :c, scheduled_at = :s WHERE id = :i"),
+                {"c": created, "s": scheduled, "i": post},
+            )
+    # When
+    report = dispatch_due(get_settings())
+    # Then: only the stale row is refused; it is never sent, and the reason names the setting.
+    assert (report.refused, report.claimed) == (1, 2)
+    assert statuses([stale]) == {"dead": 1} and statuses([outage, late_ok]) == {"queued": 2}
+    with unit_of_work() as session:
+        error = session.execute(
+            text("SELECT last_error FROM scheduled_posts WHERE id = :i"), {"i": stale}
+        ).scalar_one()
+    assert "HERALD_PAST_GRACE" in error and "86400 s before the row was inserted" in error
+    sent = {m["args"][0] for m in queued_messages(servers, namespace)}
+    assert str(stale) not in sent
+
+
 @pytest.mark.parametrize(
     ("post_id", "expected_at", "message"),
     [

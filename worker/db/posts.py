@@ -211,6 +211,35 @@ def end_dead(session: Session, lease: Lease, record: AttemptRecord) -> bool:
     return _end(session, _END_DEAD, lease, record)
 
 
+#: Clocks of API hosts and PostgreSQL may disagree this much before a row counts as stale.
+STALE_CLOCK_SLACK_SECONDS = 60
+
+
+def refuse_stale(session: Session, grace_s: float, batch: int) -> list[Claimed]:
+    """Due rows whose `scheduled_at` was already more than `grace_s` in the past when the
+    row was inserted: `dead`, with a reason that names the setting.
+
+    Judged against `created_at`, not now: a post that fell due while Herald was down is
+    still published late; only a row that arrived already stale (a clock slip, a bad
+    import, a stale retry of an API call) is refused, as `worker.client` refuses it.
+    """
+    rows = session.execute(
+        text(
+            "WITH stale AS (SELECT id FROM scheduled_posts WHERE status = 'scheduled' "
+            "AND scheduled_at <= now() "
+            "AND scheduled_at < created_at - make_interval(secs => :grace + :slack) "
+            "LIMIT :batch FOR UPDATE SKIP LOCKED) "
+            "UPDATE scheduled_posts p SET status = 'dead', updated_at = now(), last_error = "
+            "'scheduled_at was ' || floor(extract(epoch FROM p.created_at - p.scheduled_at))"
+            "::bigint || ' s before the row was inserted; at most ' || :grace || "
+            "' s is allowed (HERALD_PAST_GRACE): reschedule it' "
+            "FROM stale WHERE p.id = stale.id RETURNING p.id, p.scheduled_at, p.request_id"
+        ),
+        {"grace": int(grace_s), "slack": STALE_CLOCK_SLACK_SECONDS, "batch": batch},
+    )
+    return [Claimed(r.id, r.scheduled_at, r.request_id) for r in rows]
+
+
 def claim_due(session: Session, lookahead: float, batch: int, lease_s: int) -> list[Claimed]:
     """Claim up to `batch` posts due within `lookahead` seconds: scheduled -> queued.
 
