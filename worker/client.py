@@ -27,9 +27,9 @@ from worker.db import posts_api
 from worker.db.models import POST_STATUSES
 from worker.db.posts_api import PostAccount, PostView
 from worker.db.session import in_transaction, unit_of_work
+from worker.settings import get_settings
 
 __all__ = [
-    "PAST_GRACE",
     "AccountInactiveError",
     "HeraldClientError",
     "InvalidInputError",
@@ -42,13 +42,12 @@ __all__ = [
     "cancel_post",
     "get_post",
     "list_posts",
+    "past_grace",
     "reschedule_post",
     "schedule_post",
 ]
 log = structlog.get_logger(__name__)
 
-#: How far in the past ``scheduled_at`` may be (clock skew, a slow form): published at once.
-PAST_GRACE: Final = timedelta(minutes=5)
 #: Most posts :func:`list_posts` returns at once.
 MAX_LIST_LIMIT: Final = 1000
 #: Longest content per platform: (limit, unit). YouTube counts its description in bytes.
@@ -79,7 +78,7 @@ class InvalidInputError(HeraldClientError):
 
 
 class ScheduledInPastError(InvalidInputError):
-    """``scheduled_at`` is further in the past than :data:`PAST_GRACE`."""
+    """``scheduled_at`` is further in the past than :func:`past_grace`."""
 
 
 class UnknownAccountError(HeraldClientError):
@@ -116,18 +115,26 @@ def parse_id(field: str, value: object, error: type[HeraldClientError]) -> uuid.
         raise error(f"{field}: {str(value)!r} is not an id (expected a UUID)") from None
 
 
-def check_time(scheduled_at: datetime, now: datetime) -> datetime:
-    """An aware ``scheduled_at`` no earlier than ``now - PAST_GRACE``, or an error."""
+def past_grace() -> timedelta:
+    """How far in the past ``scheduled_at`` may be (clock skew, a slow form) and still be
+    taken, to publish at once: ``HERALD_PAST_GRACE`` seconds (5 min by default)."""
+    return timedelta(seconds=get_settings().past_grace)
+
+
+def check_time(scheduled_at: datetime, now: datetime, grace: timedelta | None = None) -> datetime:
+    """An aware ``scheduled_at`` no earlier than ``now - grace`` (default
+    :func:`past_grace`), or an error."""
     if scheduled_at.tzinfo is None or scheduled_at.utcoffset() is None:
         shown = scheduled_at.isoformat()
         raise InvalidInputError(
             f"scheduled_at: {shown} has no timezone; give one, e.g. {shown}+00:00 for UTC"
         )
+    allowed = past_grace() if grace is None else grace
     late = now - scheduled_at
-    if late > PAST_GRACE:
+    if late > allowed:
         raise ScheduledInPastError(
             f"scheduled_at: {scheduled_at.isoformat()} is {_duration(late)} in the past; "
-            f"at most {_duration(PAST_GRACE)} is allowed"
+            f"at most {_duration(allowed)} is allowed (HERALD_PAST_GRACE)"
         )
     return scheduled_at
 
@@ -236,7 +243,7 @@ def schedule_post(
 ) -> uuid.UUID:
     """Accept a post for publishing at ``scheduled_at``; returns its id.
 
-    ``scheduled_at`` needs a timezone; up to :data:`PAST_GRACE` in the past is taken
+    ``scheduled_at`` needs a timezone; up to :func:`past_grace` in the past is taken
     (published at once), earlier is :class:`ScheduledInPastError`. The account must
     exist (:class:`UnknownAccountError`), be active and not need re-authorisation
     (:class:`AccountInactiveError`); content and media must suit its platform

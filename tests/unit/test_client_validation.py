@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 
 from worker.client import (
-    PAST_GRACE,
     AccountInactiveError,
     HeraldClientError,
     InvalidInputError,
@@ -22,8 +22,10 @@ from worker.client import (
     check_for_platform,
     check_time,
     parse_id,
+    past_grace,
     validated,
 )
+from worker.settings import reset_settings
 
 NOW = datetime(2025, 5, 1, 9, 0, tzinfo=UTC)
 IMAGE = "https://picsum.photos/seed/1/1080/1080"
@@ -68,9 +70,38 @@ def test_a_naive_time_is_refused_with_a_hint_to_add_a_timezone() -> None:
 
 
 def test_a_time_within_the_grace_is_accepted_and_one_beyond_it_is_in_the_past() -> None:
-    assert check_time(NOW - PAST_GRACE + timedelta(seconds=1), NOW)
-    with pytest.raises(ScheduledInPastError, match=r"^scheduled_at: .* 6 min in the past"):
-        check_time(NOW - PAST_GRACE - timedelta(minutes=1), NOW)
+    assert past_grace() == timedelta(minutes=5)  # the default
+    assert check_time(NOW - past_grace() + timedelta(seconds=1), NOW)
+    with pytest.raises(
+        ScheduledInPastError, match=r"^scheduled_at: .* 6 min in the past; at most 5 min"
+    ):
+        check_time(NOW - past_grace() - timedelta(minutes=1), NOW)
+
+
+@pytest.fixture
+def grace_of_90_seconds(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("HERALD_PAST_GRACE", "90")
+    reset_settings()
+    yield
+    monkeypatch.undo()
+    reset_settings()
+
+
+@pytest.mark.usefixtures("grace_of_90_seconds")
+def test_the_grace_is_the_herald_past_grace_setting() -> None:
+    assert past_grace() == timedelta(seconds=90)
+    assert check_time(NOW - timedelta(seconds=89), NOW)
+    with pytest.raises(
+        ScheduledInPastError,
+        match=r"^scheduled_at: .* 100 s in the past; at most 90 s is allowed \(HERALD_PAST_GRACE\)",
+    ):
+        check_time(NOW - timedelta(seconds=100), NOW)
+
+
+def test_a_grace_of_zero_refuses_any_time_in_the_past() -> None:
+    assert check_time(NOW, NOW, grace=timedelta(0))
+    with pytest.raises(ScheduledInPastError, match=r"1 s in the past; at most 0 s"):
+        check_time(NOW - timedelta(seconds=1), NOW, grace=timedelta(0))
 
 
 def test_any_timezone_is_fine() -> None:

