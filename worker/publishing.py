@@ -163,7 +163,12 @@ def _find_or_publish(
     target = Account(lease.platform, account.external_id, account.access_token)
     client_ref = str(lease.post_id)
     if lease.earlier_outcome_unknown:
-        found = client.find_published(target, client_ref)
+        with unit_of_work() as session:
+            since = posts.first_attempt_floor(session, lease.post_id)
+        # Back to the first attempt's start, however many posts landed since; a lookup
+        # that cannot get that far raises OutcomeUnknownError: retried, not reposted.
+        found = client.find_published(target, client_ref, since)
+        log.info("publish.lookup", since=since.isoformat() if since else None, found=found)
         if found is not None:
             return found, OUTCOME_FOUND
     request = PostRequest(client_ref=client_ref, content=lease.content, media=lease.media)

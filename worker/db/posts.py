@@ -287,3 +287,25 @@ def count_attempts(session: Session, post_id: uuid.UUID, outcomes: tuple[str, ..
             {"post": post_id, "outcomes": list(outcomes)},
         ).scalar_one()
     )
+
+
+#: The earliest a publish attempt of the post can have started, by the database clock:
+#: a lease is only taken once `scheduled_at` is within the tolerance, and each ended
+#: attempt (attempted_at is its end) started `latency_ms` before its row. The latter
+#: covers a post rescheduled later after an attempt; LEAST skips a NULL.
+_FIRST_ATTEMPT_FLOOR = text(
+    "SELECT LEAST(p.scheduled_at - make_interval(secs => :tolerance), "
+    "(SELECT min(a.attempted_at - COALESCE(a.latency_ms, 0) * interval '1 millisecond') "
+    "FROM post_attempts a WHERE a.post_id = p.id)) AS earliest "
+    "FROM scheduled_posts p WHERE p.id = :id"
+)
+
+
+def first_attempt_floor(session: Session, post_id: uuid.UUID) -> datetime | None:
+    """No attempt to publish the post started before this (None: no such post).
+
+    The recovery lookup on the platform pages back to here, not a fixed count.
+    """
+    params = {"id": post_id, "tolerance": DUE_TOLERANCE_SECONDS}
+    floor: datetime | None = session.execute(_FIRST_ATTEMPT_FLOOR, params).scalar_one_or_none()
+    return floor

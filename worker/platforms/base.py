@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Generator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any, Protocol, TypedDict, Unpack
 from urllib.parse import urlsplit
 
@@ -30,6 +31,9 @@ from worker.platforms.errors import (
 #: Per process; a prefork child makes one call at a time, a thread pool a few.
 HTTP_LIMITS = httpx.Limits(max_connections=32, max_keepalive_connections=16, keepalive_expiry=5.0)
 USER_AGENT = "herald/1 (+httpx)"
+
+#: A platform's clock and ours may disagree: a lookup reads this much further back.
+LOOKUP_CLOCK_SKEW = timedelta(seconds=60)
 
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 #: Raised before a byte left: the platform cannot have acted on the request.
@@ -75,9 +79,79 @@ class PlatformClient(Protocol):
         """Publish ``post`` and return the platform's id for it."""
         ...
 
-    def find_published(self, account: Account, client_ref: str) -> str | None:
-        """Return the platform id of a recent post carrying ``client_ref``, else None."""
+    def find_published(
+        self, account: Account, client_ref: str, since: datetime | None = None
+    ) -> str | None:
+        """Return the platform id of the account's post carrying ``client_ref``, else None.
+
+        ``since`` is when the post's first publish attempt may have started at the
+        earliest: the lookup pages back until it reaches items created before it (see
+        :func:`look_back`); without it, until the list ends. Raises
+        :class:`OutcomeUnknownError` when its page cap stops it first.
+        """
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class ListedPage:
+    """One page of an account's items, newest first, as a lookup needs it."""
+
+    #: The platform id of the item carrying the wanted ``client_ref``, if on this page.
+    found: str | None
+    #: The oldest creation time on the page (None when no item carried one).
+    oldest: datetime | None
+    #: Where the next (older) page starts; None on the last page.
+    next_cursor: str | None
+
+
+def look_back(
+    platform: str,
+    fetch: Callable[[str | None], ListedPage],
+    since: datetime | None,
+    max_pages: int,
+) -> str | None:
+    """Page back through ``fetch(cursor)`` until the item turns up or cannot exist.
+
+    It cannot exist further back once a page reaches items created before ``since``
+    (less :data:`LOOKUP_CLOCK_SKEW`), or when the list ends. A fixed look-back is not
+    enough: a retried post rejoins the back of the queue and may find thousands of
+    newer posts on its account. Hitting ``max_pages`` first proves nothing, so it is
+    :class:`OutcomeUnknownError` (try again later), never "not found" (publish again).
+    """
+    floor = since - LOOKUP_CLOCK_SKEW if since is not None else None
+    cursor: str | None = None
+    for _ in range(max_pages):
+        page = fetch(cursor)
+        if page.found is not None:
+            return page.found
+        if page.next_cursor is None:
+            return None
+        if floor is not None and page.oldest is not None and page.oldest < floor:
+            return None
+        cursor = page.next_cursor
+    reach = f"items older than {floor.isoformat()}" if floor is not None else "the end"
+    message = (
+        f"lookup read {max_pages} pages without finding the post or reaching {reach}: "
+        "whether an earlier attempt published it is unknown"
+    )
+    raise OutcomeUnknownError(platform, message)
+
+
+def parse_time(value: object) -> datetime | None:
+    """A platform's ISO-8601 creation time (``...+0000`` or ``...Z``), or None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None
+
+
+def oldest_time(values: list[object]) -> datetime | None:
+    """The earliest of the parseable times among ``values``, or None."""
+    times = [t for t in map(parse_time, values) if t is not None]
+    return min(times) if times else None
 
 
 class _SharedClients:

@@ -8,17 +8,26 @@ publish whose answer was lost is found again.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from worker.platforms.base import Account, ApiCaller, PostRequest
+from worker.platforms.base import (
+    Account,
+    ApiCaller,
+    ListedPage,
+    PostRequest,
+    look_back,
+    oldest_time,
+)
 from worker.platforms.errors import PermanentError, PlatformUsage
 
 #: The Graph API version every Graph path starts with.
 GRAPH_VERSION = "v21.0"
 #: Items per page when looking a post up; Graph allows up to 100.
 FIND_PAGE_SIZE = 100
-#: How many pages back ``find_published`` looks: a lost publish is always recent.
-FIND_MAX_PAGES = 5
+#: A safety cap, not the look-back: ``look_back`` stops at the first attempt's time.
+#: 100 pages are 10,000 posts; an account that busy gets "unknown", never a repost.
+FIND_MAX_PAGES = 100
 
 
 def single_media(platform: str, post: PostRequest) -> str | None:
@@ -29,22 +38,38 @@ def single_media(platform: str, post: PostRequest) -> str | None:
 
 
 def find_on_graph_edge(
-    api: ApiCaller, account: Account, edge: str, fields: str, client_ref: str
+    api: ApiCaller,
+    account: Account,
+    edge: str,
+    client_ref: str,
+    *,
+    stamp: str,
+    since: datetime | None,
 ) -> str | None:
-    """Page through ``/{account}/{edge}`` (newest first) for an item with ``client_ref``."""
+    """Page back through ``/{account}/{edge}`` (newest first) for an item with ``client_ref``.
+
+    ``stamp`` names the edge's creation-time field (``created_time``, ``timestamp``).
+    """
     path = f"/{GRAPH_VERSION}/{account.external_id}/{edge}"
-    params: dict[str, str | int] = {"fields": fields, "limit": FIND_PAGE_SIZE}
-    for _ in range(FIND_MAX_PAGES):
+    fields = f"id,client_ref,{stamp}"
+
+    def fetch(cursor: str | None) -> ListedPage:
+        params: dict[str, str | int] = {"fields": fields, "limit": FIND_PAGE_SIZE}
+        if cursor is not None:
+            params["after"] = cursor
         body = api.call("GET", path, account, mutating=False, params=params)
-        for item in _list(body.get("data")):
-            if item.get("client_ref") == client_ref and item.get("id"):
-                return str(item["id"])
+        items = _list(body.get("data"))
+        found = next(
+            (str(i["id"]) for i in items if i.get("client_ref") == client_ref and i.get("id")),
+            None,
+        )
         paging = body.get("paging")
         after = _cursor_after(paging)
-        if after is None or not isinstance(paging, dict) or not paging.get("next"):
-            return None
-        params = {**params, "after": after}
-    return None
+        more = after is not None and isinstance(paging, dict) and bool(paging.get("next"))
+        oldest = oldest_time([item.get(stamp) for item in items])
+        return ListedPage(found, oldest, after if more else None)
+
+    return look_back(api.platform, fetch, since, FIND_MAX_PAGES)
 
 
 def _list(value: object) -> list[dict[str, Any]]:
@@ -86,7 +111,10 @@ class FacebookClient(GraphClient):
         path = f"/{GRAPH_VERSION}/{account.external_id}/feed"
         return self._api.call_for_id("POST", path, account, mutating=True, data=data)
 
-    def find_published(self, account: Account, client_ref: str) -> str | None:
-        """The id of a recent page post carrying ``client_ref``, or None."""
-        fields = "id,message,created_time,client_ref"
-        return find_on_graph_edge(self._api, account, "feed", fields, client_ref)
+    def find_published(
+        self, account: Account, client_ref: str, since: datetime | None = None
+    ) -> str | None:
+        """The id of the page post carrying ``client_ref`` (see ``look_back``), or None."""
+        return find_on_graph_edge(
+            self._api, account, "feed", client_ref, stamp="created_time", since=since
+        )

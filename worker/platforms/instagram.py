@@ -9,6 +9,8 @@ never published and expires on its own.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from worker.platforms.base import Account, PostRequest
 from worker.platforms.errors import PermanentError
 from worker.platforms.facebook import (
@@ -43,7 +45,10 @@ class InstagramClient(GraphClient):
             data={"creation_id": creation_id},
         )
 
-    def find_published(self, account: Account, client_ref: str) -> str | None:
-        """The id of a recent media object carrying ``client_ref``, or None."""
-        fields = "id,caption,timestamp,client_ref"
-        return find_on_graph_edge(self._api, account, "media", fields, client_ref)
+    def find_published(
+        self, account: Account, client_ref: str, since: datetime | None = None
+    ) -> str | None:
+        """The id of the media object carrying ``client_ref`` (see ``look_back``), or None."""
+        return find_on_graph_edge(
+            self._api, account, "media", client_ref, stamp="timestamp", since=since
+        )

@@ -11,16 +11,26 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
-from worker.platforms.base import Account, ApiCaller, PostRequest
+from worker.platforms.base import (
+    Account,
+    ApiCaller,
+    ListedPage,
+    PostRequest,
+    look_back,
+    oldest_time,
+)
 from worker.platforms.errors import PermanentError, PlatformUsage
 from worker.platforms.facebook import single_media
 
 #: YouTube rejects longer titles.
 MAX_TITLE = 100
+#: Items per page when looking a post up; the Data API allows up to 50.
 FIND_PAGE_SIZE = 50
-FIND_MAX_PAGES = 5
+#: A safety cap, not the look-back (5,000 uploads, 1 quota unit a page): see ``look_back``.
+FIND_MAX_PAGES = 100
 #: "People & Blogs", the category YouTube's own upload samples use.
 DEFAULT_CATEGORY_ID = "22"
 
@@ -108,23 +118,29 @@ class YouTubeClient:
             content_type=content_type,
         )
 
-    def find_published(self, account: Account, client_ref: str) -> str | None:
-        """The id of a recent upload carrying ``client_ref``, or None."""
-        params: dict[str, str | int] = {
-            "part": "snippet",
-            "playlistId": uploads_playlist_id(account.external_id),
-            "maxResults": FIND_PAGE_SIZE,
-        }
-        for _ in range(FIND_MAX_PAGES):
+    def find_published(
+        self, account: Account, client_ref: str, since: datetime | None = None
+    ) -> str | None:
+        """The id of the upload carrying ``client_ref`` (see ``look_back``), or None."""
+        playlist = uploads_playlist_id(account.external_id)
+
+        def fetch(cursor: str | None) -> ListedPage:
+            params: dict[str, str | int] = {
+                "part": "snippet",
+                "playlistId": playlist,
+                "maxResults": FIND_PAGE_SIZE,
+            }
+            if cursor is not None:
+                params["pageToken"] = cursor
             page = self._api.call(
                 "GET", "/youtube/v3/playlistItems", account, mutating=False, params=params
             )
-            found = _match(page.get("items"), client_ref)
+            items = page.get("items")
             token = page.get("nextPageToken")
-            if found is not None or not isinstance(token, str) or not token:
-                return found
-            params = {**params, "pageToken": token}
-        return None
+            next_cursor = token if isinstance(token, str) and token else None
+            return ListedPage(_match(items, client_ref), _oldest(items), next_cursor)
+
+        return look_back(self.platform, fetch, since, FIND_MAX_PAGES)
 
 
 def _match(items: object, client_ref: str) -> str | None:
@@ -137,3 +153,12 @@ def _match(items: object, client_ref: str) -> str | None:
         if isinstance(video_id, str) and video_id:
             return video_id
     return None
+
+
+def _oldest(items: object) -> datetime | None:
+    published: list[object] = []
+    for item in items if isinstance(items, list) else ():
+        snippet = item.get("snippet") if isinstance(item, dict) else None
+        if isinstance(snippet, dict):
+            published.append(snippet.get("publishedAt"))
+    return oldest_time(published)
