@@ -139,3 +139,39 @@ def test_within_the_cap_a_lookup_that_reaches_the_end_publishes_once(
     # Then the lookup read every page, found nothing, and the post went out once
     assert outcome.kind == "published"
     assert collections.Counter(ledger_refs(sandbox))[str(post)] == 1
+
+
+def test_the_lookup_floor_is_the_first_attempt_even_after_the_post_moved_later(
+    insert_posts: InsertPosts,
+) -> None:
+    # Given a post whose first attempt took it and died before recording anything
+    (post,) = insert_posts(1, platforms=("facebook",))
+    with unit_of_work() as session:
+        first = posts.take_lease(session, post, 60, None)
+        assert isinstance(first, posts.Lease)
+        # ... an hour ago (the time it took the lease, moved back to stand for an hour)
+        taken_at = session.execute(
+            text(
+                "UPDATE scheduled_posts SET first_attempt_at = first_attempt_at - "
+                "interval '1 hour' WHERE id = :id RETURNING first_attempt_at"
+            ),
+            {"id": post},
+        ).scalar_one()
+    # When it is moved to now (its lease long gone) and taken again
+    with unit_of_work() as session:
+        session.execute(
+            text(
+                "UPDATE scheduled_posts SET scheduled_at = now(), "
+                "lease_expires_at = now() - interval '1 second' WHERE id = :id"
+            ),
+            {"id": post},
+        )
+        assert isinstance(posts.take_lease(session, post, 60, None), posts.Lease)
+    # Then the lookup still reaches back to the first attempt, not to the new time
+    with unit_of_work() as session:
+        floor = posts.first_attempt_floor(session, post)
+        again = session.execute(
+            text("SELECT first_attempt_at FROM scheduled_posts WHERE id = :id"), {"id": post}
+        ).scalar_one()
+    assert taken_at is not None and again == taken_at
+    assert floor == taken_at

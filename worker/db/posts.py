@@ -63,7 +63,8 @@ _TAKE = text(
     "UPDATE scheduled_posts SET status = 'publishing', attempts = attempts + 1, "
     "lease_expires_at = now() + make_interval(secs => :lease), updated_at = now(), "
     # A request id that came only in the message header stays with the post from now on.
-    "request_id = COALESCE(request_id, :request_id) "
+    "request_id = COALESCE(request_id, :request_id), "
+    "first_attempt_at = COALESCE(first_attempt_at, now()) "
     "WHERE id = :id AND (status IN ('scheduled', 'queued') "
     "OR (status = 'publishing' AND lease_expires_at <= now())) "
     "AND scheduled_at <= now() + make_interval(secs => :tolerance) "
@@ -294,7 +295,7 @@ def count_attempts(session: Session, post_id: uuid.UUID, outcomes: tuple[str, ..
 #: attempt (attempted_at is its end) started `latency_ms` before its row. The latter
 #: covers a post rescheduled later after an attempt; LEAST skips a NULL.
 _FIRST_ATTEMPT_FLOOR = text(
-    "SELECT LEAST(p.scheduled_at - make_interval(secs => :tolerance), "
+    "SELECT LEAST(p.first_attempt_at, p.scheduled_at - make_interval(secs => :tolerance), "
     "(SELECT min(a.attempted_at - COALESCE(a.latency_ms, 0) * interval '1 millisecond') "
     "FROM post_attempts a WHERE a.post_id = p.id)) AS earliest "
     "FROM scheduled_posts p WHERE p.id = :id"
