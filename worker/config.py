@@ -13,6 +13,7 @@ from typing import Any
 from kombu import Queue
 
 from schedules.beat import build_beat_schedule
+from schedules.leadership import BEAT_SCHEDULER
 from worker.constants import ALL_QUEUES
 from worker.routing import FALLBACK_QUEUE
 from worker.settings import Settings
@@ -83,7 +84,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "event_queue_ttl": 5.0,
         "timezone": "UTC",
         "enable_utc": True,
-        "beat_scheduler": "redbeat.RedBeatScheduler",
+        "beat_scheduler": BEAT_SCHEDULER,
         "beat_max_loop_interval": 5,
         "beat_schedule": build_beat_schedule(settings),
         "redbeat_redis_url": settings.redis_url,
@@ -91,5 +92,6 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # Redbeat's default lock lives 25 minutes: a dead beat would not be replaced that long.
         "redbeat_lock_timeout": settings.beat_lock_timeout,
         # Explicit, or redbeat warns that its default will change.
-        "redbeat_redis_options": {},
+        # A half-open link (a network cut, not a dead server) must not block beat forever.
+        "redbeat_redis_options": {"socket_timeout": 5, "socket_connect_timeout": 5},
     }

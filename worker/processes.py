@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
+from schedules.leadership import BEAT_SCHEDULER
 from worker.constants import QUEUE_DEAD_LETTER, QUEUE_MAINTENANCE, QUEUE_POSTS, QUEUE_TOKENS
 from worker.flower import flower_args
 from worker.supervisor import Child
@@ -46,7 +47,7 @@ def worker_argv(
 
 
 def beat_argv() -> list[str]:
-    return celery_argv("beat", "--scheduler", "redbeat.RedBeatScheduler")
+    return celery_argv("beat", "--scheduler", BEAT_SCHEDULER)
 
 
 def sandbox_argv(port: int) -> list[str]:

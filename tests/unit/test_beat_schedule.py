@@ -148,7 +148,7 @@ def test_celery_runs_redbeat_with_the_settings_lock_and_schedule(env: pytest.Mon
     # When Celery's config is built
     config = celery_config(settings)
     # Then beat is redbeat, locked for that long, its keys in the namespace, on the same Redis
-    assert config["beat_scheduler"] == "redbeat.RedBeatScheduler"
+    assert config["beat_scheduler"] == "schedules.leadership.HeraldRedBeatScheduler"
     assert config["redbeat_lock_timeout"] == 45
     assert config["redbeat_key_prefix"] == "blue:redbeat:"
     assert config["redbeat_redis_url"] == "redis://redis:6379/0"
