@@ -1,7 +1,7 @@
 """Chaos fixtures: scenario sizing, a jittery sandbox, and servers we may break.
 
 Plain `pytest` runs every scenario short (small N, one or two faults, short outages;
-the directory finishes in ~2-3 minutes on 2 cores). `HERALD_CHAOS=full` runs them at
+the directory aims at <= 150 s on 2 cores). `HERALD_CHAOS=full` runs them at
 full size and marks them `slow`, so `make chaos` (`HERALD_CHAOS=full pytest tests/chaos
 -m slow`) selects exactly the full runs.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
-from tests.chaos.harness import FULL
+from tests.chaos.harness import FULL, sized
 from tests.chaos.servers import CuttableProxy, PrivateRedis, redis_executable
 from tests.fixtures.sandbox import SandboxServer
 from tests.fixtures.services import IN_CI, reset_process_state
@@ -37,8 +37,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture
 def chaos_env(publish_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """publish_env plus what chaos needs: no lease longer than the scenario can wait."""
-    # The smallest the settings allow: a post whose worker died is re-sent this soon.
-    extra = {"HERALD_QUEUED_LEASE": "30", "HERALD_PUBLISH_TIME_LIMIT": "10"}
+    # A post whose worker died waits out its lease (publish: limit + 15 s; queued: the
+    # queued lease) before it is re-sent: that wait is most of a short scenario. Short
+    # runs take the smallest the settings allow (a 20 s publish lease, soft limit 3 s:
+    # ample for a sandbox answering in 0-1 s); full runs keep room for a loaded machine.
+    extra = {
+        "HERALD_QUEUED_LEASE": str(sized(10, 30)),
+        "HERALD_PUBLISH_TIME_LIMIT": str(sized(5, 10)),
+    }
     for name, value in extra.items():
         monkeypatch.setenv(name, value)
     reset_process_state()

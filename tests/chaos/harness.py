@@ -9,11 +9,15 @@ independent witnesses: the sandbox ledger (what the platform accepted) and the
 from __future__ import annotations
 
 import collections
+import functools
 import json
 import os
+import signal
+import subprocess
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +25,7 @@ from typing import Any
 from tests.fixtures.posting import ledger_refs, post_rows, statuses
 from tests.fixtures.sandbox import SandboxServer
 from tests.fixtures.waiting import wait_for
+from tests.fixtures.workers import WorkerFactory, WorkerProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Where each scenario writes its latest counts (gitignored with the rest of .herald/).
@@ -62,6 +67,40 @@ class Record:
         path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
         print(f"\nchaos {self.scenario}: {json.dumps(data, sort_keys=True)}")
         return path
+
+
+def side_by_side(*calls: Callable[[], Any]) -> list[Any]:
+    """Run slow starts (a worker boot, beat taking its lock) in threads and return their
+    results in order: a scenario that waits for each in turn spends more on booting than
+    on its fault. (A worker's readiness ping uses its own pooled connection and a
+    thread-local reply queue, so the threads don't mix up answers.)"""
+    with ThreadPoolExecutor(len(calls)) as pool:
+        futures = [pool.submit(call) for call in calls]
+        return [future.result() for future in futures]
+
+
+def start_workers(
+    start: WorkerFactory, names: list[str], *, concurrency: int, **options: Any
+) -> list[WorkerProcess]:
+    """Start one worker per name, side by side."""
+    calls = [functools.partial(start, concurrency=concurrency, name=n, **options) for n in names]
+    return side_by_side(*calls)
+
+
+def stop_workers(workers: list[WorkerProcess], timeout: float = 30.0) -> list[int]:
+    """SIGTERM every live worker at once, then collect the exit codes (the fixture's
+    teardown stops them one after another; the shutdowns overlap here)."""
+    live = [worker for worker in workers if worker.process.poll() is None]
+    for worker in live:
+        worker.send(signal.SIGTERM)
+    codes = []
+    for worker in live:
+        try:
+            codes.append(worker.process.wait(timeout))
+        except subprocess.TimeoutExpired:
+            worker.process.kill()
+            codes.append(worker.process.wait())
+    return codes
 
 
 def drain(

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import text
 
-from tests.chaos.harness import Record, audit, drain
+from tests.chaos.harness import Record, audit, drain, side_by_side, stop_workers
 from tests.fixtures.posting import InsertPosts, ledger_refs, post_rows, statuses
 from tests.fixtures.sandbox import SandboxServer
 from tests.fixtures.services import reset_process_state
@@ -62,6 +62,8 @@ def test_late_within_the_grace_publishes_at_once_and_beyond_it_the_client_refuse
     facebook = accounts["facebook"]
     # Fell due while no worker ran: inserted on time, now later than the grace.
     (backlog,) = insert_posts(1, platforms=("facebook",))
+    # The worker boots meanwhile: without beat nothing is dispatched, so the row waits.
+    worker = worker_process(concurrency=2, name="clock")
     wait_for(
         lambda: (
             post_rows([backlog])[0]["scheduled_at"]
@@ -81,7 +83,6 @@ def test_late_within_the_grace_publishes_at_once_and_beyond_it_the_client_refuse
         facebook, "a slow form", datetime.now(UTC) - timedelta(seconds=GRACE_S - 1)
     )
 
-    worker_process(concurrency=2, name="clock")
     beat_process()  # type: ignore[operator]
     started = time.monotonic()
     ids = [backlog, slightly_late]
@@ -89,6 +90,7 @@ def test_late_within_the_grace_publishes_at_once_and_beyond_it_the_client_refuse
     record.notes["seconds_to_publish_late_posts"] = round(time.monotonic() - started, 2)
     record.faults = {"past_grace_s": GRACE_S, "refused_by_client": 1}
     audit(ids, sandbox, record)
+    stop_workers([worker])
 
 
 def test_a_row_inserted_far_in_the_past_ends_dead_with_a_reason_and_never_publishes(
@@ -100,8 +102,10 @@ def test_a_row_inserted_far_in_the_past_ends_dead_with_a_reason_and_never_publis
 ) -> None:
     stale = insert_row(accounts["facebook"], datetime.now(UTC) - timedelta(days=1))
     fresh = insert_row(accounts["facebook"], datetime.now(UTC) - timedelta(seconds=1))
-    worker_process(concurrency=2, name="stale")
-    beat_process()  # type: ignore[operator]
+    worker, _ = side_by_side(
+        lambda: worker_process(concurrency=2, name="stale"),
+        beat_process,  # type: ignore[arg-type]
+    )
     wait_for(
         lambda: statuses([stale, fresh]) == {"dead": 1, "published": 1},
         timeout=30,
@@ -111,3 +115,4 @@ def test_a_row_inserted_far_in_the_past_ends_dead_with_a_reason_and_never_publis
     assert collections.Counter(ledger_refs(sandbox)) == {str(fresh): 1}
     (row,) = post_rows([stale])
     assert "HERALD_PAST_GRACE" in row["last_error"]
+    stop_workers([worker])

@@ -13,7 +13,15 @@ import time
 from celery import Celery
 
 from tests.chaos.conftest import through
-from tests.chaos.harness import Record, audit, drain, sized
+from tests.chaos.harness import (
+    Record,
+    audit,
+    drain,
+    side_by_side,
+    sized,
+    start_workers,
+    stop_workers,
+)
 from tests.chaos.servers import CuttableProxy
 from tests.fixtures.posting import InsertPosts, statuses
 from tests.fixtures.sandbox import SandboxServer
@@ -31,13 +39,14 @@ def test_a_database_outage_neither_crashes_workers_nor_loses_posts(
     control: Celery,
 ) -> None:
     record = Record("database_outage")
-    count, spread, outage = sized(40, 600), sized(6.0, 60.0), sized(4.0, 20.0)
+    count, spread, outage = sized(30, 600), sized(3.0, 60.0), sized(2.0, 20.0)
     behind_proxy = {"DATABASE_URL": through(pg_proxy, database)}
-    workers = [
-        worker_process(concurrency=4, name=f"d{i}", env=behind_proxy) for i in range(sized(1, 2))
-    ]
+    names = [f"d{i}" for i in range(sized(1, 2))]
     # Beat never touches PostgreSQL: it only sends the dispatcher's task to the workers.
-    beat_process()  # type: ignore[operator]
+    workers, _ = side_by_side(
+        lambda: start_workers(worker_process, names, concurrency=4, env=behind_proxy),
+        beat_process,  # type: ignore[arg-type]
+    )
     ids = insert_posts(count, due_in=1.0, spread=spread)
     wait_for(
         lambda: statuses(ids).get("published", 0) >= count // 4,
@@ -68,3 +77,4 @@ def test_a_database_outage_neither_crashes_workers_nor_loses_posts(
     alive = [worker.hostname for worker in workers]
     assert all(worker.process.poll() is None for worker in workers)
     assert len(control.control.ping(alive, timeout=2.0) or []) == len(alive)
+    stop_workers(workers)

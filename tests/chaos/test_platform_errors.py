@@ -10,7 +10,15 @@ import time
 
 import pytest
 
-from tests.chaos.harness import Record, audit, drain, sized
+from tests.chaos.harness import (
+    Record,
+    audit,
+    drain,
+    side_by_side,
+    sized,
+    start_workers,
+    stop_workers,
+)
 from tests.fixtures.posting import InsertPosts, statuses
 from tests.fixtures.sandbox import SandboxServer
 from tests.fixtures.services import reset_process_state
@@ -51,21 +59,51 @@ def test_half_failing_platform_opens_and_closes_its_breaker_and_duplicates_nothi
     beat_process: object,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # Short: 2 failures in a row open it. A short run makes only ~40 Facebook calls (20
+    # posts, ~2 attempts each at 50 %); at 45 posts and 3 in a row, a run here never
+    # opened the breaker before its posts ran out, and failed at the deadline.
     for name, value in {
-        "HERALD_BREAKER_FAIL_MAX": "3",
-        "HERALD_BREAKER_RESET_TIMEOUT": "2",
+        "HERALD_BREAKER_FAIL_MAX": str(sized(2, 3)),
+        "HERALD_BREAKER_RESET_TIMEOUT": str(sized(1, 2)),
     }.items():
         monkeypatch.setenv(name, value)
     reset_process_state()
     record = Record("platform_5xx")
-    count, spread, fault_for = sized(45, 600), sized(5.0, 45.0), sized(5.0, 30.0)
-    for i in range(sized(1, 2)):
-        worker_process(concurrency=4, name=f"b{i}")
+    count, spread, fault_for = sized(60, 600), sized(3.0, 45.0), sized(3.0, 30.0)
+    names = [f"b{i}" for i in range(sized(1, 2))]
     watch = BreakerWatch(FAILING)
-    jittery_sandbox.set_faults(FAILING, error_rate=0.5, status=503)
-    ids = insert_posts(count, spread=spread)
-    beat_process()  # type: ignore[operator]
+    try:
+        jittery_sandbox.set_faults(FAILING, error_rate=0.5, status=503)
+        ids = insert_posts(count, due_in=1.0, spread=spread)
+        workers, _ = side_by_side(
+            lambda: start_workers(worker_process, names, concurrency=4),
+            beat_process,  # type: ignore[arg-type]
+        )
+        storm(jittery_sandbox, watch, fault_for)
+        record.faults = {
+            "platform": FAILING,
+            "error_rate": 0.5,
+            "status": 503,
+            "seconds": fault_for,
+        }
+        drain(ids, record, timeout=sized(120, 600))
+        wait_for(
+            lambda: watch.breaker.status()["state"] == "closed",
+            timeout=30,
+            what="the breaker to close",
+        )
+    finally:
+        record.notes["breaker_states"] = watch.stop()
+    record.notes["opened"] = record.notes["breaker_states"].count("open")
+    assert record.notes["breaker_states"][-1] == "closed"
+    audit(ids, jittery_sandbox, record, dead_allowed=True)
+    assert statuses(ids).get("published", 0) > 0
+    stop_workers(workers)
 
+
+def storm(sandbox: SandboxServer, watch: BreakerWatch, fault_for: float) -> None:
+    """Keep the 503s on for `fault_for` seconds and until the breaker has opened, then
+    give the platform back its usual 0-1 s answers."""
     began = time.monotonic()
     wait_for(
         lambda: time.monotonic() - began >= fault_for and "open" in watch.states,
@@ -73,18 +111,5 @@ def test_half_failing_platform_opens_and_closes_its_breaker_and_duplicates_nothi
         interval=0.2,
         what="the fault window to pass with the breaker opened at least once",
     )
-    jittery_sandbox.reset_faults(FAILING)
-    jittery_sandbox.set_faults(FAILING, latency_ms=0, latency_jitter_ms=1000)
-    record.faults = {"platform": FAILING, "error_rate": 0.5, "status": 503, "seconds": fault_for}
-
-    drain(ids, record, timeout=sized(120, 600))
-    wait_for(
-        lambda: watch.breaker.status()["state"] == "closed",
-        timeout=30,
-        what="the breaker to close",
-    )
-    record.notes["breaker_states"] = watch.stop()
-    record.notes["opened"] = record.notes["breaker_states"].count("open")
-    assert record.notes["breaker_states"][-1] == "closed"
-    audit(ids, jittery_sandbox, record, dead_allowed=True)
-    assert statuses(ids).get("published", 0) > 0
+    sandbox.reset_faults(FAILING)
+    sandbox.set_faults(FAILING, latency_ms=0, latency_jitter_ms=1000)
