@@ -82,17 +82,9 @@ def ensure_partitions(
 
 
 def monthly_partitions(conn: Connection) -> list[MonthlyPartition]:
-    """The attached monthly partitions, oldest first; never the DEFAULT partition."""
-    rows = conn.execute(
-        text(
-            "SELECT c.relname FROM pg_inherits i "
-            "JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent "
-            "WHERE p.relname = :parent "
-            "AND pg_get_expr(c.relpartbound, c.oid) <> 'DEFAULT' ORDER BY c.relname"
-        ),
-        {"parent": PARENT},
-    )
-    found = [(row[0], partition_month(row[0])) for row in rows]
+    """The attached monthly partitions, oldest first; never the DEFAULT partition (its
+    name is no month's)."""
+    found = [(name, partition_month(name)) for name in list_partitions(conn)]
     return [MonthlyPartition(name, month) for name, month in found if month is not None]
 
 
