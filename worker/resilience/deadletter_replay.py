@@ -2,9 +2,10 @@
 
 A replay sends the ORIGINAL task name, args, kwargs and the sender's own headers to
 the original queue under a NEW task id, and links it from the row (`replayed_task_id`,
-`replayed_at`). For `posts.publish` the post is revived first (`revive_post`), in the
-same transaction as the row change; the message is sent last inside it, so a failed
-send changes nothing. Every replay and purge is written to the audit log.
+`replayed_at`). The message is sent last inside the transaction that marks the row,
+so a failed send changes nothing — except for `posts.publish`, whose post is revived
+(`revive_post`) in that transaction and whose message goes out after the commit (see
+`_send_revived`). Every replay and purge is written to the audit log.
 """
 
 from __future__ import annotations
@@ -75,7 +76,10 @@ def replay(letter_id: int, *, actor: str | None = None) -> dict[str, Any]:
             post_id = str(revive_post(_post_id(row), session=session).post_id)
         queue = replay_queue(row["queue"], row["task_name"])
         store.mark_replayed(session, letter_id, new_id)
-        _send(row, new_id, queue)
+        if post_id is None:
+            _send(row, new_id, queue)
+    if post_id is not None:
+        _send_revived(row, new_id, queue)
     done = {
         "id": letter_id,
         "status": "replayed",
@@ -88,6 +92,19 @@ def replay(letter_id: int, *, actor: str | None = None) -> dict[str, Any]:
         done["post_id"] = post_id
     audit.record("dlq.replay", actor=actor, target=f"dead_letter:{letter_id}", **done)
     return done
+
+
+def _send_revived(row: dict[str, Any], new_id: str, queue: str) -> None:
+    """Send a revived post's publish after the revive committed: a worker taking the
+    message earlier would find the post still `dead` (its lease UPDATE does not wait on
+    a row whose committed status does not match) and skip it. If the send fails, the
+    post is `queued` with a lease, so recovery sends it when the lease ends."""
+    try:
+        _send(row, new_id, queue)
+    except DeadLetterError as exc:
+        raise DeadLetterError(
+            f"{exc}; the post was revived and recovery re-sends it within HERALD_QUEUED_LEASE"
+        ) from exc
 
 
 def _post_id(row: dict[str, Any]) -> object:
