@@ -130,7 +130,7 @@ class Context:
         """A Celery client of Herald's config for this run: send tasks, ping workers."""
         from celery import Celery
 
-        from worker.config import celery_config
+        from worker.taskapp.config import celery_config
 
         app = Celery(f"bench-{self.benchmark}", set_as_current=False)
         app.conf.update(celery_config(self.herald_settings(**overrides)))
@@ -154,7 +154,7 @@ class Context:
         import httpx
 
         from worker.constants import PLATFORMS
-        from worker.processes import sandbox_argv
+        from worker.local.processes import sandbox_argv
 
         port = free_port()
         process = self.start("sandbox", sandbox_argv(port))
@@ -234,8 +234,8 @@ def _reload_app() -> None:
 
 
 def _reset_herald_caches() -> None:
+    from worker.coordination.redis_client import reset_redis
     from worker.db.engine import dispose_engine
-    from worker.redis_client import reset_redis
     from worker.settings import reset_settings
 
     dispose_engine()

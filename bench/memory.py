@@ -34,7 +34,7 @@ def _settled(ctx: Context, what: str, pid: int) -> list[ProcessMemory]:
 @benchmark("idle_memory")
 def idle_memory(ctx: Context) -> dict[str, Measure]:
     """RSS of an idle posts worker (prefork, -c 2) per process and total, and of beat."""
-    from worker.processes import beat_argv, worker_argv
+    from worker.local.processes import beat_argv, worker_argv
 
     app = ctx.herald_app()
     worker = ctx.start("worker", worker_argv(("posts",), "idle", 2))

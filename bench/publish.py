@@ -33,8 +33,8 @@ _MEDIA = (
 def _reset_in_process() -> None:
     """The in-process app and caches must follow this run's settings."""
     import worker.app as app_module
+    from worker.coordination.redis_client import reset_redis
     from worker.db.engine import dispose_engine
-    from worker.redis_client import reset_redis
     from worker.resilience.breaker import reset_breakers
     from worker.resilience.ratelimit import reset_limiter
     from worker.security.tokens import reset_cipher
@@ -88,7 +88,7 @@ def published(ids_status: str = "published") -> int:
 
 
 def _start_worker(ctx: Context, *, fast_dispatch: bool = False, guards: bool = False) -> None:
-    from worker.processes import worker_argv
+    from worker.local.processes import worker_argv
 
     ctx.env["HERALD_RATE_LIMITS"] = "on" if guards else "off"
     ctx.env["HERALD_BREAKERS"] = "on" if guards else "off"
@@ -222,7 +222,7 @@ def _percentile(values: list[float], q: float) -> float:
 
 def schedule_lag(ctx: Context, count: int) -> dict[str, Measure]:
     """`count` posts due in the same second, dispatched by the real beat."""
-    from worker.processes import beat_argv
+    from worker.local.processes import beat_argv
 
     _reset_in_process()
     _start_worker(ctx, fast_dispatch=True)

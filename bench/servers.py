@@ -21,6 +21,7 @@ from types import TracebackType
 import psycopg
 import redis
 
+from worker.coordination.redis_client import delete_namespace
 from worker.db.admin import (
     admin_connection,
     create_database,
@@ -29,7 +30,6 @@ from worker.db.admin import (
     with_database,
 )
 from worker.db.engine import libpq_url
-from worker.redis_client import delete_namespace
 
 #: The repository: subprocesses run here so `bench.*` and `worker.*` import.
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,7 +84,7 @@ class Servers:
                 drop_database(self.admin_database_url, self._template)
         finally:
             if self._started_embedded:
-                from worker import embedded
+                from worker.local import embedded
 
                 embedded.stop(EMBEDDED_HOME)
 
@@ -98,7 +98,7 @@ class Servers:
             "amqp": "AMQP_URL" if self.amqp_url else "none",
         }
         if not (redis_url and database_url):
-            from worker import embedded
+            from worker.local import embedded
 
             before = embedded.status(EMBEDDED_HOME)
             # Set first: servers half-started by a failing call are stopped too.

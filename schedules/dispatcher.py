@@ -18,9 +18,9 @@ import structlog
 from worker.constants import HEADER_REQUEST_ID, QUEUE_POSTS, TASK_PUBLISH
 from worker.db import posts
 from worker.db.session import unit_of_work
-from worker.enqueue import send_publish_batch
+from worker.deadletter.letter import record_dead_letter
 from worker.observability import correlation
-from worker.resilience.deadletter import record_dead_letter
+from worker.publishing.enqueue import send_publish_batch
 from worker.settings import Settings
 
 log = structlog.get_logger(__name__)

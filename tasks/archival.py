@@ -9,7 +9,7 @@ import structlog
 from worker.app import app
 from worker.archival.archiver import LOCK_NAME, LOCK_TTL, run_archive
 from worker.constants import TASK_ARCHIVE
-from worker.locks import AlreadyRunningError, singleton
+from worker.coordination.locks import AlreadyRunningError, singleton
 from worker.settings import get_settings
 
 log = structlog.get_logger(__name__)

@@ -9,7 +9,7 @@ import structlog
 from worker.app import app
 from worker.backups.job import run_backup
 from worker.constants import TASK_BACKUP
-from worker.locks import AlreadyRunningError
+from worker.coordination.locks import AlreadyRunningError
 from worker.settings import get_settings
 
 log = structlog.get_logger(__name__)

@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session
 from worker.app import app
 from worker.constants import TASK_PUBLISH, TASK_RECORD_DEAD_LETTER
 from worker.db.session import in_transaction
-from worker.resilience.deadletter import Letter, bury_post
-from worker.resilience.deadletter_store import store
+from worker.deadletter.letter import Letter, bury_post
+from worker.deadletter.store import store
 
 log = structlog.get_logger(__name__)
 

@@ -8,7 +8,7 @@ import structlog
 
 from worker.app import app
 from worker.constants import KEY_BEAT_HEARTBEAT, TASK_HEARTBEAT
-from worker.redis_client import get_redis
+from worker.coordination.redis_client import get_redis
 from worker.settings import get_settings
 
 log = structlog.get_logger(__name__)

@@ -1,4 +1,4 @@
-"""Publishing tasks: thin bodies over worker.publishing and schedules.dispatcher."""
+"""Publishing tasks: thin bodies over worker.publishing.publish and schedules.dispatcher."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import structlog
 from schedules.dispatcher import dispatch_due as run_dispatcher
 from worker.app import app
 from worker.constants import TASK_DISPATCH_DUE, TASK_PUBLISH
-from worker.publishing import InvalidPublishInputError, publish_post
+from worker.publishing.publish import InvalidPublishInputError, publish_post
 from worker.settings import get_settings
 
 log = structlog.get_logger(__name__)

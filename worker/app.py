@@ -38,7 +38,7 @@ _settings_or_exit()
 app = Celery("herald", include=list(TASK_MODULES))
 app.config_from_object("celeryconfig")
 
-import worker.signals  # noqa: E402, F401  (receivers register on import)
+import worker.taskapp.signals  # noqa: E402, F401  (receivers register on import)
 
 
 def reload_config() -> None:
@@ -47,7 +47,7 @@ def reload_config() -> None:
     For a process that changes settings while running (tests and benchmarks move to a
     fresh namespace); a worker never needs it.
     """
-    from worker.config import celery_config
+    from worker.taskapp.config import celery_config
 
     app.conf.update(celery_config(get_settings()))
     # Private attributes: Celery builds its pools lazily and offers no public reset.

@@ -481,7 +481,7 @@ def get_settings() -> Settings:
     settings = load_settings()
     if settings.database_url is None or settings.redis_url is None:
         try:
-            from worker import embedded  # only a bare development machine needs it
+            from worker.local import embedded  # only a bare development machine needs it
         except ImportError:
             raise SettingsError(
                 [

@@ -11,13 +11,7 @@ import pytest
 from sqlalchemy import text
 
 from tests.fixtures.cli import run_herald
-from worker import account_cache
-from worker.account_cache import (
-    CACHE_TTL_SECONDS,
-    PublishAccount,
-    get_publish_account,
-    invalidate_account,
-)
+from worker.coordination.redis_client import get_redis, reset_redis
 from worker.db.accounts import (
     AccountError,
     AccountExists,
@@ -30,7 +24,13 @@ from worker.db.accounts import (
     update_tokens,
 )
 from worker.db.session import unit_of_work
-from worker.redis_client import get_redis, reset_redis
+from worker.publishing import account_cache
+from worker.publishing.account_cache import (
+    CACHE_TTL_SECONDS,
+    PublishAccount,
+    get_publish_account,
+    invalidate_account,
+)
 from worker.security.tokens import get_cipher
 from worker.settings import get_settings, reset_settings
 

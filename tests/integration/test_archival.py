@@ -25,6 +25,7 @@ from worker.archival.archiver import export_dir, run_archive
 from worker.archival.export import ExportError, paths, verify_export
 from worker.archival.posts import COLUMNS
 from worker.constants import TASK_ARCHIVE
+from worker.coordination.locks import singleton
 from worker.db.engine import get_engine
 from worker.db.partitions import (
     add_months,
@@ -33,7 +34,6 @@ from worker.db.partitions import (
     month_start,
     partition_name,
 )
-from worker.locks import singleton
 from worker.settings import get_settings, reset_settings
 
 #: Text that COPY's text format, CSV quoting or a careless JSON writer would mangle.

@@ -16,8 +16,8 @@ from tests.fixtures.waiting import wait_for
 from tests.integration.test_archival import OLD, archive_env, scalar, seed_account, seed_posts
 from worker.archival.archiver import LOCK_NAME, LOCK_TTL
 from worker.archival.posts import COLUMNS
+from worker.coordination.redis_client import get_redis
 from worker.db.engine import get_engine
-from worker.redis_client import get_redis
 from worker.settings import get_settings
 
 __all__ = ["archive_env"]  # the fixture, imported for this module's tests

@@ -26,9 +26,9 @@ from worker.backups import store
 from worker.backups.crypto import MAGIC
 from worker.backups.retention import apply_retention
 from worker.constants import TASK_BACKUP
+from worker.coordination.locks import singleton
 from worker.db.admin import create_database, drop_database
 from worker.db.engine import get_engine, libpq_url
-from worker.locks import singleton
 from worker.settings import get_settings
 
 SEEDED = ("social_accounts", "scheduled_posts", "post_attempts")

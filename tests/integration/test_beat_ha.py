@@ -27,10 +27,10 @@ import pytest
 
 from tests.fixtures.waiting import wait_for
 from tests.fixtures.workers import WorkerFactory
-from worker.config import celery_config
 from worker.constants import QUEUE_MAINTENANCE, QUEUE_POSTS, TASK_DISPATCH_DUE, TASK_HEARTBEAT
-from worker.redis_client import get_redis
+from worker.coordination.redis_client import get_redis
 from worker.settings import get_settings
+from worker.taskapp.config import celery_config
 
 FULL = os.environ.get("HERALD_CHAOS") == "full"
 #: Seconds each phase (both beats up; the standby alone) is watched.

@@ -41,11 +41,11 @@ from tests.integration.test_beat_ha import (
     runs_of,
     wait_until,
 )
-from worker.config import celery_config
 from worker.constants import QUEUE_MAINTENANCE, QUEUE_POSTS, TASK_HEARTBEAT
-from worker.processes import beat_argv
-from worker.redis_client import get_redis
+from worker.coordination.redis_client import get_redis
+from worker.local.processes import beat_argv
 from worker.settings import get_settings
+from worker.taskapp.config import celery_config
 
 #: Longer than LOCK_TIMEOUT_S: the leader's lock expires during the outage.
 DOWN_S = 8.0

@@ -17,6 +17,7 @@ import pytest
 from celery.exceptions import Retry, SoftTimeLimitExceeded
 
 from tests.fixtures.waiting import wait_for
+from worker.coordination.redis_client import get_redis
 from worker.platforms.errors import (
     AuthExpiredError,
     OutcomeUnknownError,
@@ -24,7 +25,6 @@ from worker.platforms.errors import (
     RateLimitedError,
     TransientError,
 )
-from worker.redis_client import get_redis
 from worker.resilience import breaker as breaker_module
 from worker.resilience.breaker import (
     Admission,

@@ -6,7 +6,7 @@ import json
 import subprocess
 
 from tests.fixtures.cli import run_herald
-from worker import audit
+from worker.db import audit
 from worker.resilience.breaker import PlatformBreaker
 
 

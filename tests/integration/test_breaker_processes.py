@@ -13,8 +13,8 @@ import uuid
 
 from tests.fixtures.cli import json_lines
 from tests.fixtures.waiting import wait_for
+from worker.coordination.redis_client import get_redis
 from worker.platforms.errors import TransientError
-from worker.redis_client import get_redis
 from worker.resilience.breaker import BreakerConfig, PlatformBreaker
 from worker.settings import get_settings
 
@@ -22,7 +22,7 @@ CHILD = r"""
 import json, sys
 from worker.observability.logging import configure_logging
 from worker.platforms.errors import TransientError
-from worker.redis_client import get_redis
+from worker.coordination.redis_client import get_redis
 from worker.resilience.breaker import BreakerConfig, PlatformBreaker
 from worker.settings import load_settings
 

@@ -10,7 +10,7 @@ from tests.fixtures.services import Servers
 from tests.fixtures.waiting import wait_for
 from tests.fixtures.workers import WorkerFactory
 from worker.constants import KEY_BEAT_HEARTBEAT, QUEUE_MAINTENANCE, TASK_HEARTBEAT
-from worker.redis_client import get_redis
+from worker.coordination.redis_client import get_redis
 from worker.settings import get_settings, reset_settings
 
 

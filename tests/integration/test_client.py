@@ -30,7 +30,7 @@ from worker.client import (
 )
 from worker.db.accounts import create_account, deactivate_account, mark_needs_reauth
 from worker.db.engine import libpq_url
-from worker.demo import seed_demo
+from worker.local.demo import seed_demo
 
 IMAGE = "https://picsum.photos/seed/1/1080/1080"
 VIDEO = "https://videos.example.com/1.mp4"

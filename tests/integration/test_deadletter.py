@@ -21,11 +21,11 @@ from celery import Celery
 from tests.fixtures.cli import HERALD, run_herald
 from tests.fixtures.waiting import wait_for
 from tests.fixtures.workers import WorkerFactory, WorkerProcess
-from worker import audit
 from worker.constants import QUEUE_POSTS, TASK_PUBLISH
-from worker.processes import BACKGROUND_QUEUES
-from worker.resilience.deadletter import HEADER_REPLAY_OF
-from worker.resilience.deadletter_reasons import NOT_A_TASK
+from worker.db import audit
+from worker.deadletter.letter import HEADER_REPLAY_OF
+from worker.deadletter.reasons import NOT_A_TASK
+from worker.local.processes import BACKGROUND_QUEUES
 
 #: A value that must reach the dead-letter table but never a log line.
 MARKER = "marker-5e1f0c"

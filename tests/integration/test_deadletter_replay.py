@@ -14,16 +14,16 @@ from tests.fixtures.sandbox import SandboxServer
 from tests.fixtures.waiting import wait_for
 from tests.fixtures.workers import WorkerFactory
 from tests.integration.test_deadletter import dlq, herald, wait_letters
-from worker import audit
-from worker.account_cache import invalidate_account
 from worker.constants import HEADER_REQUEST_ID, QUEUE_POSTS, TASK_PUBLISH
+from worker.coordination.redis_client import get_redis
+from worker.db import audit
 from worker.db.accounts import deactivate_account
 from worker.db.session import unit_of_work
-from worker.processes import BACKGROUND_QUEUES
-from worker.redis_client import get_redis
-from worker.resilience.deadletter import Failure, record_dead_letter
-from worker.resilience.deadletter_reasons import poison_reason
-from worker.resilience.deadletter_worker import KEY_DELIVERIES
+from worker.deadletter.letter import Failure, record_dead_letter
+from worker.deadletter.reasons import poison_reason
+from worker.deadletter.receivers import KEY_DELIVERIES
+from worker.local.processes import BACKGROUND_QUEUES
+from worker.publishing.account_cache import invalidate_account
 from worker.settings import Settings, get_settings
 
 #: The default of HERALD_MAX_DELIVERIES (the tests' workers use it).

@@ -14,15 +14,15 @@ from tests.fixtures.posting import InsertPosts, post_rows
 from tests.fixtures.waiting import wait_for
 from tests.fixtures.workers import WorkerFactory
 from worker.db.session import unit_of_work
-from worker.processes import BACKGROUND_QUEUES
-from worker.resilience.deadletter import (
+from worker.deadletter.letter import (
     DeadLetterError,
     Letter,
     encode_body,
     record_dead_letter,
     revive_post,
 )
-from worker.resilience.deadletter_store import get, list_letters, mark_purged, store
+from worker.deadletter.store import get, list_letters, mark_purged, store
+from worker.local.processes import BACKGROUND_QUEUES
 
 T0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
 

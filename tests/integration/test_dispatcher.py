@@ -18,7 +18,7 @@ from tests.fixtures.posting import InsertPosts, statuses
 from tests.fixtures.services import Servers
 from worker.constants import QUEUE_POSTS
 from worker.db.session import unit_of_work
-from worker.publishing import InvalidPublishInputError, parse_input, publish_post
+from worker.publishing.publish import InvalidPublishInputError, parse_input, publish_post
 from worker.settings import get_settings
 
 
@@ -163,7 +163,7 @@ def test_a_post_not_yet_due_is_skipped(insert_posts: InsertPosts) -> None:
 def test_a_post_leased_over_and_over_without_ending_is_dead_lettered(
     insert_posts: InsertPosts,
 ) -> None:
-    from worker.publishing import LEASE_CAP_FACTOR
+    from worker.publishing.publish import LEASE_CAP_FACTOR
 
     (post,) = insert_posts(1, due_in=0)
     cap = LEASE_CAP_FACTOR * get_settings().publish_max_attempts

@@ -23,7 +23,7 @@ from worker.db.session import unit_of_work
 from worker.platforms import facebook
 from worker.platforms.base import Account, PlatformClient, PostRequest
 from worker.platforms.registry import get_client
-from worker.publishing import publish_post
+from worker.publishing.publish import publish_post
 
 #: More than the old fixed look-back on any platform (500 Graph items, 250 YouTube).
 BUSY = 650

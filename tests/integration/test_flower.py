@@ -84,7 +84,7 @@ def test_generated_login_is_required_and_printed_only_once(
         assert api.status_code == 401
         assert right.status_code == 200
         assert not any(password in argv for argv in argvs), "the password is on a command line"
-        # Flower 2.x answers these without a login (documented in worker/flower.py).
+        # Flower 2.x answers these without a login (documented in worker/local/flower.py).
         assert httpx.get(f"{base}/healthcheck", trust_env=False).status_code == 200
         assert httpx.get(f"{base}/metrics", trust_env=False).status_code == 200
         assert run.printed(
@@ -141,13 +141,13 @@ def _dashboard_rows(page: Page, base: str) -> list[str]:
 def test_container_entry_point_requires_the_configured_login(
     run_env: dict[str, str], tmp_path: Path
 ) -> None:
-    """`python -m worker.flower` (the compose service): a stray FLOWER_* variable such as
+    """`python -m worker.local.flower` (the compose service): a stray FLOWER_* variable such as
     FLOWER_BASIC_AUTH_FILE does not crash Flower, and the login is enforced."""
     port = run_env["HERALD_FLOWER_PORT"]
     env = {**run_env, "FLOWER_BASIC_AUTH": "ops:pw-123", "FLOWER_BASIC_AUTH_FILE": "/nowhere"}
     with (tmp_path / "flower.log").open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "worker.flower", "--address=127.0.0.1", f"--port={port}"],
+            [sys.executable, "-m", "worker.local.flower", "--address=127.0.0.1", f"--port={port}"],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -170,7 +170,7 @@ def test_container_entry_point_refuses_production_without_a_login(
     env.pop("FLOWER_BASIC_AUTH", None)
 
     result = subprocess.run(
-        [sys.executable, "-m", "worker.flower"],
+        [sys.executable, "-m", "worker.local.flower"],
         env=env,
         capture_output=True,
         text=True,

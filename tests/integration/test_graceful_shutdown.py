@@ -21,9 +21,9 @@ from tests.fixtures.sandbox import SandboxServer
 from tests.fixtures.waiting import wait_for
 from tests.fixtures.workers import WorkerFactory, WorkerProcess
 from worker.constants import PLATFORMS
+from worker.coordination.redis_client import get_redis
 from worker.db.session import unit_of_work
-from worker.processes import WORKER_ENV
-from worker.redis_client import get_redis
+from worker.local.processes import WORKER_ENV
 from worker.settings import get_settings
 
 pytestmark = pytest.mark.slow

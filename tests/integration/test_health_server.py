@@ -26,7 +26,7 @@ from tests.integration.test_metrics_worker import free_port, scrape, value
 from worker.db.session import unit_of_work
 from worker.resilience.breaker import get_breakers
 
-HEALTH = [sys.executable, "-m", "worker.cli_health"]
+HEALTH = [sys.executable, "-m", "worker.cli.health"]
 ServerFactory = Callable[..., str]
 
 

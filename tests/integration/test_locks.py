@@ -1,4 +1,4 @@
-"""`worker.locks.singleton` across real processes on a real Redis.
+"""`worker.coordination.locks.singleton` across real processes on a real Redis.
 
 Holders are separate Python processes (as two beats, or a worker and `herald backup
 now`, would be); the test process is the contender.
@@ -17,14 +17,14 @@ from dataclasses import dataclass
 import pytest
 
 from tests.fixtures.waiting import wait_for
-from worker.locks import AlreadyRunningError, singleton
-from worker.redis_client import get_redis
+from worker.coordination.locks import AlreadyRunningError, singleton
+from worker.coordination.redis_client import get_redis
 from worker.settings import get_settings
 
 #: Holds `singleton(argv[1], ttl=argv[2])`, says "held", and lets go when stdin closes.
 HOLDER = """
 import sys
-from worker.locks import AlreadyRunningError, singleton
+from worker.coordination.locks import AlreadyRunningError, singleton
 try:
     with singleton(sys.argv[1], ttl=float(sys.argv[2])):
         print("held", flush=True)

@@ -7,8 +7,8 @@ import hashlib
 import pytest
 
 from tests.fixtures.waiting import wait_for
+from worker.coordination.redis_client import get_redis
 from worker.platforms.errors import RateLimitedError
-from worker.redis_client import get_redis
 from worker.resilience import ratelimit
 from worker.resilience.limits_config import LimitsConfig, Target, Windows, parse
 from worker.resilience.ratelimit import RateLimiter, get_limiter, reset_limiter

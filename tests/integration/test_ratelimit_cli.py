@@ -8,7 +8,7 @@ import uuid
 from typing import Any
 
 from tests.fixtures.cli import run_herald
-from worker import audit
+from worker.db import audit
 from worker.db.accounts import create_account
 from worker.resilience.ratelimit import get_limiter, reset_limiter
 

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from tests.fixtures.waiting import wait_for
-from worker.redis_client import get_redis
+from worker.coordination.redis_client import get_redis
 from worker.resilience.limits_config import LimitsConfig, Target, parse
 from worker.settings import get_settings
 

@@ -19,9 +19,9 @@ from celery import Celery
 from tests.fixtures.waiting import wait_for
 from tests.integration.herald_run import RunProcess, free_ports, herald_run
 from worker.constants import KEY_BEAT_HEARTBEAT
-from worker.redis_client import get_redis
+from worker.coordination.redis_client import get_redis
+from worker.local.supervisor import Child, Supervisor
 from worker.settings import get_settings
-from worker.supervisor import Child, Supervisor
 
 
 @pytest.fixture

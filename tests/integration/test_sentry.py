@@ -167,7 +167,7 @@ def test_beat_tasks_are_crons_monitors(
     # (Sentry Crons takes whole minutes only: the dispatcher's and heartbeat's
     # second-intervals are not monitors.)
     with warnings.catch_warnings():
-        # worker/config.py sets no redbeat_redis_options yet (redbeat then warns once).
+        # worker/taskapp/config.py sets no redbeat_redis_options yet (redbeat then warns once).
         warnings.filterwarnings("ignore", "RedBeat will stop falling back", DeprecationWarning)
         sweep = RedBeatSchedulerEntry(
             "refresh-expiring-tokens", TASK_REFRESH_EXPIRING, schedule(300.0), app=control

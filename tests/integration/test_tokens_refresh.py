@@ -27,8 +27,8 @@ from tests.integration.test_tokens_helpers import (
     plain_tokens,
     refresh_outcomes,
 )
-from worker.account_cache import get_publish_account
 from worker.constants import PLATFORMS, TASK_REFRESH, TASK_REFRESH_EXPIRING
+from worker.publishing.account_cache import get_publish_account
 
 StartWorker = Callable[..., WorkerProcess]
 

@@ -88,7 +88,7 @@ def test_the_sweep_query_can_use_the_active_expiry_index(publish_env: dict[str, 
 def test_an_open_breaker_defers_a_refresh_without_calling_or_spending_an_attempt(
     publish_env: dict[str, str], sandbox: SandboxServer
 ) -> None:
-    from worker.redis_client import get_redis
+    from worker.coordination.redis_client import get_redis
     from worker.resilience.breaker import get_breakers
     from worker.settings import get_settings
     from worker.tokens.refresh import KEY_FAILURES, refresh_account

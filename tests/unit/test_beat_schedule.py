@@ -13,7 +13,6 @@ import pytest
 from celery.schedules import crontab
 
 from schedules.beat import NIGHTLY_EXPIRES, build_beat_schedule
-from worker.config import celery_config
 from worker.constants import (
     QUEUE_MAINTENANCE,
     QUEUE_POSTS,
@@ -24,8 +23,9 @@ from worker.constants import (
     TASK_HEARTBEAT,
     TASK_REFRESH_EXPIRING,
 )
-from worker.routing import queue_for
 from worker.settings import Settings, SettingsError, load_settings
+from worker.taskapp.config import celery_config
+from worker.taskapp.routing import queue_for
 
 #: Entry name -> (task, queue): names are stable (redbeat keys derive from them).
 ENTRIES = {

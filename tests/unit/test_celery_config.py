@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from worker.config import celery_config
 from worker.constants import (
     ALL_QUEUES,
     QUEUE_DEAD_LETTER,
@@ -19,8 +18,9 @@ from worker.constants import (
     TASK_REFRESH,
     TASK_REFRESH_EXPIRING,
 )
-from worker.routing import FALLBACK_QUEUE, queue_for
 from worker.settings import Settings
+from worker.taskapp.config import celery_config
+from worker.taskapp.routing import FALLBACK_QUEUE, queue_for
 
 REDIS = Settings(database_url="postgresql://x@h/db", redis_url="redis://h:6379/0", namespace="ns1")
 

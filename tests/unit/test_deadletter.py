@@ -16,10 +16,9 @@ from celery.worker.consumer import consumer as celery_consumer
 from kombu.exceptions import ContentDisallowed, DecodeError
 from kombu.message import Message
 
-from worker.cli_dlq import parse_since
-from worker.publishing import InvalidPublishInputError
-from worker.resilience import deadletter
-from worker.resilience.deadletter import (
+from worker.cli.dlq import parse_since
+from worker.deadletter import letter as deadletter
+from worker.deadletter.letter import (
     HEADER_REPLAY_OF,
     MAX_RAW_BODY_BYTES,
     Failure,
@@ -28,7 +27,7 @@ from worker.resilience.deadletter import (
     encode_body,
     record_dead_letter,
 )
-from worker.resilience.deadletter_reasons import (
+from worker.deadletter.reasons import (
     NOT_A_TASK,
     classify_failure,
     decoded_call,
@@ -36,8 +35,9 @@ from worker.resilience.deadletter_reasons import (
     rejected_reason,
     signature_problem,
 )
-from worker.resilience.deadletter_replay import replay_headers, replay_queue, why_not_replayable
-from worker.resilience.deadletter_worker import WITHHELD, WithholdMessageBodies
+from worker.deadletter.receivers import WITHHELD, WithholdMessageBodies
+from worker.deadletter.replay import replay_headers, replay_queue, why_not_replayable
+from worker.publishing.publish import InvalidPublishInputError
 
 POST = uuid.UUID("6f1c1f8e-9f43-4a8e-8a57-2d1c7a0b5e11")
 
@@ -116,7 +116,7 @@ def test_a_letter_that_cannot_be_sent_is_logged_with_its_ids_only(
     # (structlog caches loggers on first use, so capture_logs() cannot be relied on).
     configure_logging(load_settings())
     monkeypatch.setattr(app, "send_task", broker_down)
-    with caplog.at_level(logging.ERROR, logger="worker.resilience.deadletter"):
+    with caplog.at_level(logging.ERROR, logger="worker.deadletter.letter"):
         sent = record_dead_letter(
             task_name="tokens.refresh", task_id="t9", reason="r", args=["secret-arg"]
         )

@@ -26,8 +26,8 @@ import pytest
 import yaml
 
 from worker.constants import ALL_QUEUES, QUEUE_POSTS
-from worker.flower import FLOWER_PREFIX
-from worker.processes import WORKER_ENV
+from worker.local.flower import FLOWER_PREFIX
+from worker.local.processes import WORKER_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -459,7 +459,7 @@ def test_flower_reads_its_login_from_the_secret_only(services: dict[str, Service
     env = flower.get("environment") or {}
 
     assert "flower_basic_auth" in flower["secrets"]
-    assert _argv(flower)[:3] == ["python", "-m", "worker.flower"]
+    assert _argv(flower)[:3] == ["python", "-m", "worker.local.flower"]
     assert "auth" not in argv, "the login must not be on Flower's command line"
     # Flower takes every FLOWER_* variable as an option (and exits on unknown ones);
     # a FLOWER_BASIC_AUTH here would put the password into the compose file.

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from celery import Celery
 
-from worker.redis_messages import envelope
+from worker.taskapp.redis_messages import envelope
 
 VOLATILE = {"origin"}
 
@@ -40,7 +40,7 @@ def test_extra_headers_travel_with_the_message() -> None:
 def test_generated_ids_are_version_4_uuids() -> None:
     import uuid
 
-    from worker.redis_messages import uuid4_text
+    from worker.taskapp.redis_messages import uuid4_text
 
     ids = {uuid4_text() for _ in range(1000)}
     assert len(ids) == 1000

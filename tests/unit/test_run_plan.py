@@ -5,16 +5,16 @@ from __future__ import annotations
 import pytest
 from pydantic import SecretStr
 
-from worker.flower import AUTH_VARIABLE, flower_env, flower_env_changes, flower_login
-from worker.processes import (
+from worker.local.flower import AUTH_VARIABLE, flower_env, flower_env_changes, flower_login
+from worker.local.processes import (
     METRICS_PORT_VARIABLE,
     WORKER_ENV,
     Extras,
     metrics_ports,
     run_plan,
 )
+from worker.local.supervisor import apply_env_changes
 from worker.settings import Settings, SettingsError
-from worker.supervisor import apply_env_changes
 
 
 def test_workers_and_beat_get_consecutive_metrics_ports_and_helpers_none() -> None:

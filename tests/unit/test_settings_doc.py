@@ -4,15 +4,15 @@ from pathlib import Path
 
 import pytest
 
+from worker.cli.settings_doc import END, START, configuration_table, render
 from worker.settings import Settings, env_name
-from worker.settings_doc import END, START, configuration_table, render
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def test_readme_table_is_generated_from_the_settings_model() -> None:
     text = README.read_text()
-    assert render(text) == text, "README is stale: run `python -m worker.settings_doc`"
+    assert render(text) == text, "README is stale: run `python -m worker.cli.settings_doc`"
 
 
 def test_every_setting_is_documented_once() -> None:

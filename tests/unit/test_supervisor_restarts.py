@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.waiting import wait_for
-from worker.supervisor import Child, RestartPolicy, Supervisor
+from worker.local.supervisor import Child, RestartPolicy, Supervisor
 
 #: Backoff short enough for a unit test, same shape as production's.
 QUICK = RestartPolicy(first_delay=0.01, max_delay=0.05, stable_after=60.0)

@@ -25,7 +25,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from worker.files import create_private, fsync_dir, write_durably
+from worker.backups.files import create_private, fsync_dir, write_durably
 
 #: Rows are buffered up to this many bytes per write to the compressor.
 _WRITE_CHUNK = 1 << 20

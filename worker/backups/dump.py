@@ -30,9 +30,9 @@ from cryptography.fernet import Fernet
 from worker.backups import store
 from worker.backups.counts import count_rows
 from worker.backups.crypto import CHUNK, encrypt_chunks
+from worker.backups.files import create_private, fsync_dir, write_durably
 from worker.backups.pgtools import PgTools, Target, find_tools
 from worker.db.engine import libpq_url
-from worker.files import create_private, fsync_dir, write_durably
 from worker.settings import Settings
 
 log = structlog.get_logger(__name__)

@@ -10,7 +10,7 @@ from worker.backups import store
 from worker.backups.dump import take_backup
 from worker.backups.retention import apply_retention
 from worker.backups.verify import verify_backup
-from worker.locks import singleton
+from worker.coordination.locks import singleton
 from worker.settings import Settings
 
 log = structlog.get_logger(__name__)

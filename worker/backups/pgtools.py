@@ -152,7 +152,7 @@ def _embedded_bin_dir(settings: Settings, database_url: str) -> Path | None:
             warnings.simplefilter("ignore")  # pgserver warns about XDG_RUNTIME_DIR at import
             import pgserver._commands as pg_commands
 
-            from worker import embedded
+            from worker.local import embedded
     except ImportError:
         return None
     running = embedded.status(settings.home).get("postgres")

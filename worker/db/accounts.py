@@ -2,7 +2,7 @@
 
 Tokens go in encrypted (:func:`worker.security.tokens.get_cipher`) and come back
 out in plain text only to the token refresh (:func:`load_for_refresh`): callers that
-publish read them through :mod:`worker.account_cache`. Every write invalidates the
+publish read them through :mod:`worker.publishing.account_cache`. Every write invalidates the
 account's cache entry after its transaction commits, so the publish path sees the
 change on its next read.
 
@@ -22,10 +22,10 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from worker.account_cache import invalidate_account
 from worker.constants import PLATFORMS
 from worker.db.models import SocialAccount
 from worker.db.session import in_transaction, unit_of_work
+from worker.publishing.account_cache import invalidate_account
 from worker.security.tokens import get_cipher
 
 log = structlog.get_logger(__name__)

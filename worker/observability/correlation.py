@@ -13,7 +13,7 @@ no row.
 A task without one gets a new id when it starts (`begin`). While a task runs its id
 is the process's current one, and every message the task sends (a retry, a
 deferral, a fan-out, a dead letter) carries it (`stamp_headers`, wired to Celery's
-`before_task_publish` in `worker.signals`). The dispatcher sends each post under the
+`before_task_publish` in `worker.taskapp.signals`). The dispatcher sends each post under the
 post's own id (`detached`), never under its own run's.
 """
 

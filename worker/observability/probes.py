@@ -85,7 +85,7 @@ _control_apps: dict[tuple[str, str], Celery] = {}
 
 def control_app(settings: Settings) -> Celery:
     """A client app for control commands (ping) in this deployment's namespace."""
-    from worker.config import celery_config
+    from worker.taskapp.config import celery_config
 
     key = (settings.effective_broker_url, settings.namespace)
     if key not in _control_apps:

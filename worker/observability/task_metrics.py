@@ -1,6 +1,6 @@
 """Celery signal receivers that record metrics, one concern each.
 
-`worker.signals` imports this module; importing registers the receivers. Order of a
+`worker.taskapp.signals` imports this module; importing registers the receivers. Order of a
 worker's life: ``celeryd_init`` (main process, before tasks are imported and the pool
 forks: multiprocess mode on), ``worker_init`` (serve /metrics), per child
 ``worker_process_init`` (count its DB pool) and ``worker_process_shutdown`` (drop its

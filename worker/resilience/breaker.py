@@ -53,8 +53,8 @@ import structlog
 from pybreaker import STATE_CLOSED, STATE_HALF_OPEN, STATE_OPEN
 
 from worker.constants import PLATFORMS
+from worker.coordination.redis_client import get_redis
 from worker.platforms.errors import PlatformError, TransientError
-from worker.redis_client import get_redis
 from worker.resilience.breaker_storage import (
     DEFERRED,
     PROBE,

@@ -250,7 +250,7 @@ class _Current:
 def get_limiter() -> RateLimiter:
     """This process's limiter, rebuilt whenever ``get_redis()`` hands out a new client
     (after fork, or when tests move to another namespace)."""
-    from worker.redis_client import get_redis
+    from worker.coordination.redis_client import get_redis
     from worker.settings import get_settings
 
     client = get_redis()

@@ -1,12 +1,12 @@
 """Refresh one account's OAuth token: under its lock, once, or say why not.
 
 Two refreshes of one account never overlap: each holds the account's Redis lock
-(`worker.locks.singleton`), and a second one finding it held is ``skipped``. Under the
+(`worker.coordination.locks.singleton`), and a second one finding it held is ``skipped``. Under the
 lock the row is read again from the database and the refresh policy asked again, so a
 message that arrives after a successful refresh (two sweeps raced, a redelivery) is a
 ``skipped`` no-op; the write is fenced on the expiry it read, in case the lock ran out.
 
-The platform's breaker and rate limits apply (`worker.publish_guards`): "not now" is a
+The platform's breaker and rate limits apply (`worker.publishing.guards`): "not now" is a
 ``deferred`` countdown retry that spends no attempt. A revoked grant marks the account
 ``needs_reauth`` (publishing stops using it) and records a dead letter. Transient
 errors retry with the shared backoff policy; the failures are counted per account in
@@ -27,21 +27,21 @@ from typing import Final
 import structlog
 from celery.exceptions import SoftTimeLimitExceeded
 
-from worker import audit
-from worker import publish_guards as guards
 from worker.constants import QUEUE_TOKENS, TASK_REFRESH
+from worker.coordination.locks import AlreadyRunningError, singleton
+from worker.coordination.redis_client import get_redis
+from worker.db import audit
 from worker.db.accounts import (
     RefreshCandidate,
     load_for_refresh,
     mark_needs_reauth,
     store_refreshed_tokens,
 )
-from worker.locks import AlreadyRunningError, singleton
+from worker.deadletter.letter import record_dead_letter
 from worker.observability.metrics import TOKEN_REFRESHES
 from worker.platforms.errors import AuthExpiredError, PlatformError, TransientError
 from worker.platforms.oauth import TokenEndpoint, app_credentials
-from worker.redis_client import get_redis
-from worker.resilience.deadletter import record_dead_letter
+from worker.publishing import guards
 from worker.resilience.retry import decide_with_settings
 from worker.security.tokens import TokenDecryptError
 from worker.settings import Settings, get_settings
