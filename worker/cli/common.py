@@ -6,6 +6,7 @@ stdout carries only the JSON a command prints; logs go to stderr.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import sys
 from collections.abc import Iterator
@@ -42,7 +43,14 @@ def settings_or_exit() -> Settings:
 
 
 def emit(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, default=str))
+    """Print a command's result as JSON: dicts, lists and dataclasses (typed results)."""
+    click.echo(json.dumps(data, indent=2, default=_plain))
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    return str(value)
 
 
 @contextlib.contextmanager
