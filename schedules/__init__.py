@@ -1,0 +1,1 @@
+"""Beat: the periodic schedule, the due-post dispatcher, and beat's leadership lock."""

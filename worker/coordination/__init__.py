@@ -1,0 +1,1 @@
+"""Coordination in Redis: the per-process client and the locks every host shares."""

@@ -1,0 +1,1 @@
+"""PostgreSQL: engine and pool, models, migrations, and the repositories (one writer per table)."""

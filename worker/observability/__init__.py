@@ -1,0 +1,1 @@
+"""Observability: structured logs with request ids, Prometheus metrics, health probes, Sentry."""
