@@ -8,7 +8,6 @@ app turn that into exit status 2, never a traceback.
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -19,6 +18,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from worker import runtime
+from worker.errors import ConfigurationError
+
 #: Docker and Kubernetes mount secrets here; a file's name is the variable's name.
 SECRETS_DIR = Path("/run/secrets")
 
@@ -28,7 +30,7 @@ _BROKER_SCHEMES = {"redis", "rediss", "amqp", "amqps", "pyamqp"}
 _SANDBOX = "http://127.0.0.1:8765"
 
 
-class SettingsError(Exception):
+class SettingsError(ConfigurationError):
     """One or more settings are wrong; `problems` has one line per problem."""
 
     def __init__(self, problems: list[str]) -> None:
@@ -377,10 +379,7 @@ class Settings(BaseSettings):
     @property
     def effective_broker_url(self) -> str:
         """The broker: BROKER_URL, else the coordination Redis."""
-        url = self.broker_url or self.redis_url
-        if url is None:
-            raise SettingsError(["REDIS_URL: not resolved (call get_settings())"])
-        return url
+        return self.broker_url or required_url(self, "redis_url")
 
     @property
     def broker_is_redis(self) -> bool:
@@ -475,30 +474,50 @@ def load_settings(**overrides: Any) -> Settings:
         raise SettingsError(problems) from None
 
 
-@functools.cache
-def get_settings() -> Settings:
-    """This process's settings, with embedded servers started where no URL is set."""
+#: What an unset URL means outside an entry point (`required_url` raises it).
+_NO_EMBEDDED = (
+    "unset (only `herald ...` and Celery's worker, beat and flower start the embedded "
+    "servers; elsewhere set it)"
+)
+
+
+def _resolved_settings() -> Settings:
+    """Settings whose unset URLs are the embedded servers' (see worker.runtime).
+
+    Only a process an entry point marked (`runtime.use_embedded_servers()`) starts the
+    servers. Anywhere else the URLs stay as set, possibly None: reading settings never
+    spawns a database, and connecting without a URL fails in `required_url`.
+    """
     settings = load_settings()
-    if settings.database_url is None or settings.redis_url is None:
-        try:
-            from worker.local import embedded  # only a bare development machine needs it
-        except ImportError:
-            raise SettingsError(
-                [
-                    "DATABASE_URL / REDIS_URL: unset, and the embedded servers are not installed "
-                    "(pip install 'herald[embedded]', or set both URLs)"
-                ]
-            ) from None
-        urls = embedded.ensure_running(settings.home)
-        settings = settings.model_copy(
-            update={
-                "database_url": settings.database_url or urls.database_url,
-                "redis_url": settings.redis_url or urls.redis_url,
-            }
-        )
-    return settings
+    if settings.database_url is not None and settings.redis_url is not None:
+        return settings
+    if not runtime.embedded_servers_allowed():
+        return settings
+    try:
+        from worker.local import embedded  # only a bare development machine needs it
+    except ImportError:
+        raise SettingsError(
+            [
+                "DATABASE_URL / REDIS_URL: unset, and the embedded servers are not installed "
+                "(pip install 'herald[embedded]', or set both URLs)"
+            ]
+        ) from None
+    urls = embedded.ensure_running(settings.home)
+    return settings.model_copy(
+        update={
+            "database_url": settings.database_url or urls.database_url,
+            "redis_url": settings.redis_url or urls.redis_url,
+        }
+    )
 
 
-def reset_settings() -> None:
-    """Forget the cached settings (tests, or after the environment changed)."""
-    get_settings.cache_clear()
+#: This process's settings (cached by worker.runtime; `runtime.reset()` re-reads them).
+get_settings = runtime.cached("settings", _resolved_settings)
+
+
+def required_url(settings: Settings, field: Literal["database_url", "redis_url"]) -> str:
+    """The URL a client connects to; unset (no entry point resolved it): SettingsError."""
+    url: str | None = getattr(settings, field)
+    if url is None:
+        raise SettingsError([f"{env_name(field)}: {_NO_EMBEDDED}"])
+    return url

@@ -1,21 +1,17 @@
-"""The coordination Redis: one client (and pool) per process, rebuilt after fork."""
+"""The coordination Redis: one client (and pool) per process, held by worker.runtime."""
 
 from __future__ import annotations
 
-import functools
-
 import redis
 
-from worker.settings import get_settings
+from worker import runtime
+from worker.settings import get_settings, required_url
 
 
-@functools.cache
-def get_redis() -> redis.Redis:
-    """This process's client; short timeouts so a dead Redis fails fast, not forever."""
-    settings = get_settings()
-    assert settings.redis_url is not None
+def _connect() -> redis.Redis:
+    """Short timeouts, so a dead Redis fails fast, not forever."""
     return redis.Redis.from_url(
-        settings.redis_url,
+        required_url(get_settings(), "redis_url"),
         socket_timeout=5,
         socket_connect_timeout=3,
         health_check_interval=30,
@@ -23,11 +19,9 @@ def get_redis() -> redis.Redis:
     )
 
 
-def reset_redis(*, after_fork: bool = False) -> None:
-    """Forget this process's client (after fork, or when settings changed)."""
-    if get_redis.cache_info().currsize and not after_fork:
-        get_redis().close()
-    get_redis.cache_clear()
+#: This process's client (worker.runtime: closed on reset; after fork the child drops
+#: it untouched, since its sockets are the parent's).
+get_redis = runtime.cached("redis", _connect, close=redis.Redis.close)
 
 
 def delete_namespace(redis_url: str, namespace: str) -> int:

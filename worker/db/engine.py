@@ -1,14 +1,13 @@
-"""One SQLAlchemy engine per process, tuned pool, safe across fork."""
+"""One SQLAlchemy engine per process (held by worker.runtime), tuned pool, safe across fork."""
 
 from __future__ import annotations
-
-import functools
 
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import URL, make_url
 
+from worker import runtime
 from worker.constants import PG_APPLICATION_NAME
-from worker.settings import Settings, get_settings
+from worker.settings import Settings, get_settings, required_url
 
 
 def sqlalchemy_url(database_url: str) -> URL:
@@ -24,9 +23,8 @@ def libpq_url(database_url: str) -> str:
 
 def build_engine(settings: Settings, *, role: str = "worker") -> Engine:
     """An engine whose connections identify themselves and cannot run forever."""
-    assert settings.database_url is not None, "settings must be resolved (get_settings())"
     return create_engine(
-        sqlalchemy_url(settings.database_url),
+        sqlalchemy_url(required_url(settings, "database_url")),
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout,
@@ -41,18 +39,17 @@ def build_engine(settings: Settings, *, role: str = "worker") -> Engine:
     )
 
 
-@functools.cache
-def get_engine() -> Engine:
-    """This process's engine (created on first use)."""
-    return build_engine(get_settings())
+def _dispose(engine: Engine) -> None:
+    engine.dispose()
 
 
-def dispose_engine(*, after_fork: bool = False) -> None:
-    """Drop this process's engine (closing its connections).
+def _forget_in_child(engine: Engine) -> None:
+    # The inherited connections belong to the parent: dereferenced, not closed (closing
+    # them would end the parent's sessions).
+    engine.dispose(close=False)
 
-    A forked child passes `after_fork=True`: the inherited connections belong to the
-    parent, so they are forgotten, not closed (closing would end the parent's sessions).
-    """
-    if get_engine.cache_info().currsize:
-        get_engine().dispose(close=not after_fork)
-    get_engine.cache_clear()
+
+#: This process's engine, created on first use (worker.runtime: reset, after fork).
+get_engine = runtime.cached(
+    "engine", lambda: build_engine(get_settings()), close=_dispose, forget=_forget_in_child
+)

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import redis
 
+from worker.errors import UnavailableError
+
 with warnings.catch_warnings():
     # pgserver asks platformdirs for a runtime dir at import and warns when there is none.
     warnings.simplefilter("ignore")
@@ -43,7 +45,7 @@ class EmbeddedUrls:
     database_url: str
 
 
-class EmbeddedError(RuntimeError):
+class EmbeddedError(UnavailableError, RuntimeError):
     """An embedded server could not be started; the message says where its log is."""
 
 

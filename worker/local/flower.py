@@ -21,6 +21,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from worker import runtime
 from worker.local.supervisor import apply_env_changes
 from worker.settings import Settings, SettingsError, get_settings
 
@@ -86,6 +87,7 @@ def flower_url(host: str, port: int) -> str:
 
 def main(argv: list[str]) -> None:
     """Load settings (secrets included), hand the login to Flower's env, exec Flower."""
+    runtime.use_embedded_servers()  # an entry point (see worker.runtime)
     try:
         settings = get_settings()
         login = flower_login(settings)

@@ -88,9 +88,10 @@ def _task_finished(task_id: str, task: Task[Any, Any], state: str | None = None,
 
 
 @signals.task_rejected.connect
-def _message_rejected(message: Any = None, **_: Any) -> None:
+def _message_rejected(sender: Any = None, message: Any = None, **_: Any) -> None:
+    # The sender is the worker's consumer: its app knows the registered task names.
     headers = getattr(message, "headers", None) or {}
-    TASKS.labels(_known(headers.get("task")), "rejected").inc()
+    TASKS.labels(_known(getattr(sender, "app", None), headers.get("task")), "rejected").inc()
 
 
 @signals.task_unknown.connect
@@ -98,10 +99,9 @@ def _task_unknown(**_: Any) -> None:
     TASKS.labels(UNKNOWN_TASK, "rejected").inc()
 
 
-def _known(name: object) -> str:
-    from worker.app import app
-
-    return name if isinstance(name, str) and name in app.tasks else UNKNOWN_TASK
+def _known(app: Any, name: object) -> str:
+    tasks = getattr(app, "tasks", None) or {}
+    return name if isinstance(name, str) and name in tasks else UNKNOWN_TASK
 
 
 def instrument_db_pool(role: str) -> None:

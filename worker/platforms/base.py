@@ -9,7 +9,6 @@ chained traceback.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from worker import runtime
 from worker.platforms.errors import (
     Dialect,
     OutcomeUnknownError,
@@ -187,15 +187,10 @@ class _SharedClients:
         for client in clients:
             client.close()
 
-    def forget_after_fork(self) -> None:
-        # The child must not close the parent's sockets, only stop using them; a fresh
-        # lock, because a thread in the parent may have held the old one at fork time.
-        self.clients = {}
-        self.lock = threading.Lock()
 
-
-_shared = _SharedClients()
-os.register_at_fork(after_in_child=_shared.forget_after_fork)
+#: This process's clients (worker.runtime: closed on reset; a forked child drops them
+#: untouched, since their sockets are the parent's, and builds a new set with a new lock).
+_shared = runtime.cached("platform HTTP clients", _SharedClients, close=_SharedClients.close_all)
 
 
 def make_timeout(connect_timeout: float, read_timeout: float) -> httpx.Timeout:
@@ -207,12 +202,7 @@ def make_timeout(connect_timeout: float, read_timeout: float) -> httpx.Timeout:
 
 def http_client(base_url: str) -> httpx.Client:
     """The process's shared client for ``base_url`` (created on first use, per process)."""
-    return _shared.get(base_url)
-
-
-def reset_http_clients() -> None:
-    """Close and forget every shared client (shutdown, tests, or a fork without hooks)."""
-    _shared.close_all()
+    return _shared().get(base_url)
 
 
 class _BearerAuth(httpx.Auth):

@@ -18,13 +18,8 @@ import redis
 
 from worker.constants import HEADER_REQUEST_ID, QUEUE_POSTS, TASK_PUBLISH
 from worker.settings import Settings, get_settings
+from worker.taskapp import sending
 from worker.taskapp.redis_messages import envelope, push
-
-
-def _app() -> Any:
-    from worker.app import app
-
-    return app
 
 
 def publish_options(
@@ -57,8 +52,7 @@ def send_publish(
     request_id: str | None = None,
     countdown: float | None = None,
 ) -> None:
-    app = _app()
-    app.send_task(
+    sending.current().send_task(
         TASK_PUBLISH,
         **publish_options(post_id, scheduled_at, request_id=request_id, countdown=countdown),
     )
@@ -92,7 +86,7 @@ def send_publish_batch(posts: Iterable[tuple[uuid.UUID, datetime, str | None]]) 
     settings = get_settings()
     if settings.broker_is_redis:
         return _push_to_redis(settings, posts)
-    app = _app()
+    app = sending.current()
     now = datetime.now(UTC)
     sent = 0
     with app.producer_or_acquire() as producer, producer.batch(max_size=1000):
@@ -124,7 +118,8 @@ def _push_to_redis(
             )
         )
     client = _broker_redis(settings.effective_broker_url)
-    return push(client, f"{settings.namespace}:{QUEUE_POSTS}", envelopes)
+    # The queue's list, under the broker's global_keyprefix (the namespace).
+    return push(client, settings.key(QUEUE_POSTS), envelopes)
 
 
 @functools.cache

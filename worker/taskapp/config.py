@@ -8,15 +8,27 @@ Every value is deliberate; comments say why where Celery's default would bite
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from kombu import Queue
 
 from schedules.beat import build_beat_schedule
 from schedules.leadership import BEAT_SCHEDULER
-from worker.constants import ALL_QUEUES
-from worker.settings import Settings
+from worker.constants import ALL_QUEUES, KEY_REDBEAT
+from worker.settings import Settings, SettingsError, get_settings
 from worker.taskapp.routing import FALLBACK_QUEUE
+
+
+def settings_or_exit() -> Settings:
+    """This process's settings, or exit 2 with one line per problem (never a traceback)."""
+    try:
+        return get_settings()
+    except SettingsError as exc:
+        print("herald: configuration error", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def broker_options(settings: Settings) -> dict[str, Any]:
@@ -88,7 +100,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "beat_max_loop_interval": 5,
         "beat_schedule": build_beat_schedule(settings),
         "redbeat_redis_url": settings.redis_url,
-        "redbeat_key_prefix": f"{settings.namespace}:redbeat:",
+        "redbeat_key_prefix": f"{settings.key(KEY_REDBEAT)}:",
         # Redbeat's default lock lives 25 minutes: a dead beat would not be replaced that long.
         "redbeat_lock_timeout": settings.beat_lock_timeout,
         # Explicit, or redbeat warns that its default will change.

@@ -1,4 +1,8 @@
-"""Celery signal receivers, one concern each, registered when worker.app is imported."""
+"""Celery signal receivers, one concern each, registered when worker.app is imported.
+
+A forked pool child forgets the parent's clients through worker.runtime's one
+after-fork hook, not through a receiver here.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,6 @@ from typing import Any
 import structlog
 from celery import Task, signals
 
-from worker.coordination.redis_client import reset_redis
-from worker.db.engine import dispose_engine
 from worker.deadletter import receivers  # noqa: F401  (its receivers register)
 from worker.deadletter.reasons import queue_of
 from worker.observability import (
@@ -25,13 +27,6 @@ from worker.settings import get_settings
 def _configure_logging(**_: Any) -> None:
     # Connecting this signal also stops Celery from configuring the root logger itself.
     configure_logging(get_settings())
-
-
-@signals.worker_process_init.connect
-def _forget_parent_connections(**_: Any) -> None:
-    # A forked child must not share the parent's sockets (SQLAlchemy, redis-py pools).
-    dispose_engine(after_fork=True)
-    reset_redis(after_fork=True)
 
 
 @signals.celeryd_init.connect

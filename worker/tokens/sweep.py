@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Final
 
 import structlog
 
 from worker.constants import TASK_REFRESH
 from worker.db.accounts import due_account_ids
 from worker.settings import get_settings
+from worker.taskapp import sending
 from worker.tokens.policy import DUE_SQL, RefreshPolicy
 
 log = structlog.get_logger(__name__)
@@ -33,19 +34,13 @@ class SweepReport:
     batches: int
 
 
-def _app() -> Any:
-    from worker.app import app  # lazily: task modules import this one
-
-    return app
-
-
 def refresh_expiring(
     *, now: datetime | None = None, batch_size: int = SWEEP_BATCH_SIZE
 ) -> SweepReport:
     """Send one ``tokens.refresh(account_id)`` per account due at ``now``."""
     at = now or datetime.now(UTC)
     params = RefreshPolicy.from_settings(get_settings()).sql_params(at)
-    app = _app()
+    app = sending.current()
     due = batches = 0
     after = None
     with app.producer_or_acquire() as producer:
