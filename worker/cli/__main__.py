@@ -1,5 +1,5 @@
 """`python -m worker.cli`: the `herald` command."""
 
-from worker.cli.main import main
+from worker.cli.root import main
 
 main(prog_name="herald")

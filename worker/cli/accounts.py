@@ -7,28 +7,16 @@ errors are click's, 2; configuration errors 2).
 
 from __future__ import annotations
 
-import contextlib
 import sys
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from worker.cli.common import STDIN, emit, refused, settings_or_exit
+from worker.cli.common import STDIN, emit, settings_or_exit
 from worker.constants import PLATFORMS
 
 if TYPE_CHECKING:
     from worker.db.models import SocialAccount
-
-
-@contextlib.contextmanager
-def refusals_exit_1() -> Iterator[None]:
-    """Herald's input errors (client, accounts): `herald: <message>`, exit status 1."""
-    from worker.client import HeraldClientError
-    from worker.db.accounts import AccountError
-
-    with refused(HeraldClientError, AccountError):
-        yield
 
 
 def read_secret(value: str | None, name: str) -> str | None:
@@ -100,16 +88,15 @@ def add(
     settings_or_exit()
     from worker.db.accounts import create_account
 
-    with refusals_exit_1():
-        account = create_account(
-            platform,
-            external_id,
-            access,
-            refresh,
-            expires_in=expires_in,
-            user_id=user_id,
-            display_name=display_name,
-        )
+    account = create_account(
+        platform,
+        external_id,
+        access,
+        refresh,
+        expires_in=expires_in,
+        user_id=user_id,
+        display_name=display_name,
+    )
     emit(describe(account))
 
 
@@ -121,8 +108,7 @@ def list_(platform: str | None, user_id: str | None) -> None:
     settings_or_exit()
     from worker.db.accounts import list_accounts
 
-    with refusals_exit_1():
-        found = list_accounts(user_id=user_id, platform=platform)
+    found = list_accounts(user_id=user_id, platform=platform)
     emit([describe(account) for account in found])
 
 
@@ -133,11 +119,10 @@ def show(account_id: str) -> None:
     settings_or_exit()
     from worker.db.accounts import AccountNotFound, get_account
 
-    with refusals_exit_1():
-        account = get_account(account_id)
-        if account is None:
-            raise AccountNotFound(account_id)
-        emit(describe(account))
+    account = get_account(account_id)
+    if account is None:
+        raise AccountNotFound.of(account_id)
+    emit(describe(account))
 
 
 @accounts.command("deactivate")
@@ -147,6 +132,5 @@ def deactivate(account_id: str) -> None:
     settings_or_exit()
     from worker.db.accounts import deactivate_account
 
-    with refusals_exit_1():
-        account = deactivate_account(account_id)
+    account = deactivate_account(account_id)
     emit(describe(account))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from worker.cli.common import emit, refused, settings_or_exit
+from worker.cli.common import emit, settings_or_exit
 
 
 @click.command()
@@ -18,14 +18,10 @@ def archive(dry_run: bool) -> None:
     """Archive old post attempts and finished posts."""
     settings = settings_or_exit()
     from worker.archival.archiver import LOCK_NAME, LOCK_TTL, run_archive
-    from worker.archival.attempts import PartitionBusyError
-    from worker.archival.export import ExportError
-    from worker.archival.posts import ArchiveMismatchError
-    from worker.coordination.locks import AlreadyRunningError, singleton
+    from worker.coordination.locks import singleton
 
-    with refused(AlreadyRunningError, ArchiveMismatchError, ExportError, PartitionBusyError):
-        if dry_run:  # reads only: no lock needed, and it works while a run is going on
-            emit(run_archive(settings, dry_run=True))
-            return
-        with singleton(LOCK_NAME, LOCK_TTL):
-            emit(run_archive(settings))
+    if dry_run:  # reads only: no lock needed, and it works while a run is going on
+        emit(run_archive(settings, dry_run=True))
+        return
+    with singleton(LOCK_NAME, LOCK_TTL):
+        emit(run_archive(settings))

@@ -7,13 +7,14 @@ backup running elsewhere, a non-empty restore target, a file that changed) print
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
 
 import click
 
-from worker.cli.common import EXIT_REFUSED, emit, refused, settings_or_exit
+from worker.cli.common import EXIT_REFUSED, emit, settings_or_exit
 
 
 @click.group()
@@ -25,16 +26,12 @@ def backup() -> None:
 def now() -> None:
     """Take a backup in this process (verify and retention as configured); print its row."""
     settings = settings_or_exit()
-    from worker.backups.dump import BackupError
     from worker.backups.job import run_backup
-    from worker.backups.pgtools import PgToolsError
-    from worker.coordination.locks import AlreadyRunningError
 
-    with refused(AlreadyRunningError, BackupError, PgToolsError):
-        row = run_backup(settings)
+    row = run_backup(settings)
     emit(row)
-    if row.get("verify_ok") is False:
-        click.echo(f"herald: backup {row['id']} failed verification", err=True)
+    if row.verify_ok is False:
+        click.echo(f"herald: backup {row.id} failed verification", err=True)
         sys.exit(EXIT_REFUSED)
 
 
@@ -47,7 +44,7 @@ def list_(include_deleted: bool, limit: int) -> None:
     from worker.backups.store import list_backups
 
     for row in list_backups(include_deleted=include_deleted, limit=limit):
-        click.echo(json.dumps(row, default=str))
+        click.echo(json.dumps(dataclasses.asdict(row), default=str))
 
 
 @backup.command("verify")
@@ -55,14 +52,12 @@ def list_(include_deleted: bool, limit: int) -> None:
 def verify(backup_id: int) -> None:
     """Check the checksum, restore into a scratch database, compare row counts."""
     settings = settings_or_exit()
-    from worker.backups.restore import RestoreRefusedError
     from worker.backups.verify import verify_backup
 
-    with refused(RestoreRefusedError):
-        result = verify_backup(settings, backup_id)
-    emit({"backup_id": backup_id, **result})
-    if not result["ok"]:
-        click.echo(f"herald: backup {backup_id} failed verification: {result['error']}", err=True)
+    result = verify_backup(settings, backup_id)
+    emit({"backup_id": backup_id, **result.as_json()})
+    if not result.ok:
+        click.echo(f"herald: backup {backup_id} failed verification: {result.error}", err=True)
         sys.exit(EXIT_REFUSED)
 
 
@@ -79,10 +74,8 @@ def restore(backup_ref: str, to_url: str, force: bool) -> None:
     (its checksum is read from FILE.sha256 when that exists).
     """
     settings = settings_or_exit()
-    from worker.backups.pgtools import PgToolsError
-    from worker.backups.restore import RestoreRefusedError, restore_backup
+    from worker.backups.restore import restore_backup
 
     backup_arg: int | Path = int(backup_ref) if backup_ref.isdigit() else Path(backup_ref)
-    with refused(RestoreRefusedError, PgToolsError):
-        result = restore_backup(settings, backup_arg, to_url, force=force)
+    result = restore_backup(settings, backup_arg, to_url, force=force)
     emit(result)

@@ -5,19 +5,18 @@ failures, when it opened, when its half-open probe is due, the probe's lease. `r
 PLATFORM` closes one and forgets its failures; `open PLATFORM [--for SECONDS]` forces
 one open (when that runs out, one probe decides as usual). Both write the audit log
 (who: `--actor`, else the OS user). An unknown platform is a usage error (exit 2);
-Redis or the audit database unreachable exits 1 with `herald: <message>`.
+Redis or the audit database unreachable exits 69 with `herald: <what> failed: <why>`
+(another error of theirs exits 1).
 """
 
 from __future__ import annotations
 
-import contextlib
-import sys
-from collections.abc import Iterator
 from typing import Any
 
 import click
 
-from worker.cli.common import EXIT_REFUSED, emit, settings_or_exit
+from worker.cli.common import emit, settings_or_exit
+from worker.cli.failures import server_errors
 from worker.constants import PLATFORMS
 from worker.resilience.breaker import FORCE_OPEN_S, get_breakers
 
@@ -26,19 +25,6 @@ MAX_FORCE_OPEN_S = 7 * 24 * 3600.0
 
 PLATFORM = click.argument("platform", type=click.Choice(PLATFORMS))
 ACTOR = click.option("--actor", help="Who does this, for the audit log (default: the OS user).")
-
-
-@contextlib.contextmanager
-def failures_exit_1(doing: str) -> Iterator[None]:
-    """Redis or PostgreSQL down: `herald: <doing> failed: <why>` and exit 1."""
-    import redis
-    from sqlalchemy.exc import SQLAlchemyError
-
-    try:
-        yield
-    except (redis.RedisError, SQLAlchemyError) as exc:
-        click.echo(f"herald: {doing} failed: {type(exc).__name__}: {exc}", err=True)
-        sys.exit(EXIT_REFUSED)
 
 
 @click.group(invoke_without_command=True)
@@ -53,7 +39,7 @@ def breakers(ctx: click.Context) -> None:
 def show() -> None:
     """Every platform's breaker: state, failures, opened_at, half_open_at, probe_until."""
     settings_or_exit()
-    with failures_exit_1("reading the breakers"):
+    with server_errors("reading the breakers"):
         emit([get_breakers()[platform].status() for platform in PLATFORMS])
 
 
@@ -64,7 +50,7 @@ def reset(platform: str, actor: str | None) -> None:
     """Close PLATFORM's breaker and forget its failures (audited)."""
     settings_or_exit()
     breaker = get_breakers()[platform]
-    with failures_exit_1(f"resetting the {platform} breaker"):
+    with server_errors(f"resetting the {platform} breaker"):
         before = breaker.status()
         breaker.reset()
         after = breaker.status()
@@ -87,7 +73,7 @@ def force_open(platform: str, seconds: float, actor: str | None) -> None:
     """Force PLATFORM's breaker open: its jobs are deferred, not failed (audited)."""
     settings_or_exit()
     breaker = get_breakers()[platform]
-    with failures_exit_1(f"opening the {platform} breaker"):
+    with server_errors(f"opening the {platform} breaker"):
         before = breaker.status()
         breaker.force_open(seconds)
         after = breaker.status()
@@ -99,5 +85,5 @@ def _audit(action: str, actor: str | None, platform: str, **detail: Any) -> None
     """Done in Redis already: a failure here says so, so nobody retries blindly."""
     from worker.db import audit
 
-    with failures_exit_1(f"{action} on {platform} is done, but writing the audit log"):
+    with server_errors(f"{action} on {platform} is done, but writing the audit log"):
         audit.record(action, actor=actor, target=platform, **detail)

@@ -1,41 +1,39 @@
-"""What every `herald` command shares: settings or exit 2, JSON out, refusals exit 1.
+"""What every `herald` command shares: settings, JSON out, exit statuses.
 
-stdout carries only the JSON a command prints; logs go to stderr.
+stdout carries only the JSON a command prints; logs go to stderr. Errors are not
+caught here: :mod:`worker.cli.failures` turns them into one line and an exit status.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
-import sys
-from collections.abc import Iterator
 from typing import Any
 
 import click
 
-from worker.settings import Settings, SettingsError, get_settings
+from worker import runtime
+from worker.settings import Settings, get_settings
 
 #: Exit status for a configuration problem (same as a usage error: the input is wrong).
 EXIT_CONFIG = 2
 #: Exit status for a refused request (bad input, unknown id, a state that forbids it).
 EXIT_REFUSED = 1
+#: Exit status when a server Herald needs does not answer (sysexits' EX_UNAVAILABLE).
+EXIT_UNAVAILABLE = 69
 #: An option value meaning "read it from stdin" (keeps secrets out of shell history).
 STDIN = "-"
 
 
 def settings_or_exit() -> Settings:
-    """Resolved settings, or exit 2 with one line per problem (never a traceback).
+    """Resolved settings; wrong ones raise `SettingsError` (the CLI exits 2, one line
+    per problem, never a traceback).
 
-    Also sends logs to stderr, leaving stdout to the command's JSON.
+    Also sends logs to stderr, leaving stdout to the command's JSON. A command is an
+    entry point: with a URL unset it starts the embedded servers (worker.runtime).
     """
-    try:
-        settings = get_settings()
-    except SettingsError as exc:
-        click.echo("herald: configuration error", err=True)
-        for problem in exc.problems:
-            click.echo(f"  {problem}", err=True)
-        sys.exit(EXIT_CONFIG)
+    runtime.use_embedded_servers()
+    settings = get_settings()
     from worker.observability.logging import configure_logging
 
     configure_logging(settings)
@@ -51,13 +49,3 @@ def _plain(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return dataclasses.asdict(value)
     return str(value)
-
-
-@contextlib.contextmanager
-def refused(*errors: type[BaseException]) -> Iterator[None]:
-    """Turn the given errors into `herald: <message>` on stderr and exit status 1."""
-    try:
-        yield
-    except errors as exc:
-        click.echo(f"herald: {exc}", err=True)
-        sys.exit(EXIT_REFUSED)

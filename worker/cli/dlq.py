@@ -8,15 +8,16 @@ written to the audit log (`--actor`, else the OS user).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import click
 
 from worker.cli.common import EXIT_REFUSED, emit, settings_or_exit
+from worker.errors import RefusedError
 
 _RELATIVE = re.compile(r"^-?(\d+)([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -77,10 +78,15 @@ def show(letter_id: int) -> None:
     with unit_of_work() as session:
         row = get(session, letter_id)
     if row is None:
-        click.echo(f"herald: no dead letter {letter_id}", err=True)
-        sys.exit(EXIT_REFUSED)
+        raise RefusedError(f"no dead letter {letter_id}")
     problem = why_not_replayable(row)
-    emit({**row, "replayable": problem is None, "not_replayable_because": problem})
+    emit(
+        {
+            **dataclasses.asdict(row),
+            "replayable": problem is None,
+            "not_replayable_because": problem,
+        }
+    )
 
 
 @dlq.command("replay")
@@ -101,10 +107,11 @@ def replay(
     if replay_all and not task_name:
         raise click.UsageError("--all needs --task NAME")
     settings_or_exit()
+    import worker.app  # noqa: F401  (an entry point: the app replays are sent with)
     from worker.deadletter import replay as deadletter_replay
 
     ids = list(letter_ids) or deadletter_replay.replayable_ids(task_name or "")
-    _each(ids, lambda i: deadletter_replay.replay(i, actor=actor))
+    _each(ids, lambda i: deadletter_replay.replay(i, actor=actor).as_json())
 
 
 @dlq.command("purge")
@@ -115,22 +122,17 @@ def purge(letter_ids: tuple[int, ...], yes: bool, actor: str | None) -> None:
     """Mark dead letters purged: they will never be replayed (rows stay, for the record)."""
     if not yes:
         if not sys.stdin.isatty():
-            click.echo(
-                "herald: purge needs confirmation: run it on a terminal, or pass --yes",
-                err=True,
-            )
-            sys.exit(EXIT_REFUSED)
+            raise RefusedError("purge needs confirmation: run it on a terminal, or pass --yes")
         shown = ", ".join(str(i) for i in letter_ids)
         if not click.confirm(f"Purge dead letter(s) {shown}? They cannot be replayed after."):
-            click.echo("herald: nothing purged", err=True)
-            sys.exit(EXIT_REFUSED)
+            raise RefusedError("nothing purged")
     settings_or_exit()
     from worker.deadletter import replay as deadletter_replay
 
     _each(list(letter_ids), lambda i: deadletter_replay.purge(i, actor=actor))
 
 
-def _each(ids: list[int], act: Callable[[int], dict[str, Any]]) -> None:
+def _each(ids: list[int], act: Callable[[int], object]) -> None:
     """Act on every id; print what was done; exit 1 if any was refused."""
     from worker.deadletter.letter import DeadLetterError
 

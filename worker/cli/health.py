@@ -13,7 +13,8 @@ import sys
 
 import click
 
-from worker.cli.common import EXIT_REFUSED, emit, settings_or_exit
+from worker.cli.common import emit, settings_or_exit
+from worker.errors import RefusedError
 
 
 @click.command()
@@ -45,8 +46,7 @@ def health(timeout: float, serve: bool, host: str | None, port: int | None) -> N
 def _serve(host: str, port: int) -> None:
     problem = _cannot_listen(host, port)
     if problem is not None:
-        click.echo(f"herald: cannot listen on {host}:{port}: {problem}", err=True)
-        sys.exit(EXIT_REFUSED)
+        raise RefusedError(f"cannot listen on {host}:{port}: {problem}")
     from worker.observability.health_server import serve
     from worker.settings import get_settings
 
@@ -70,5 +70,7 @@ def _cannot_listen(host: str, port: int) -> str | None:
     return None
 
 
-if __name__ == "__main__":
-    health()
+if __name__ == "__main__":  # `python -m worker.cli.health ARGS` is `herald health ARGS`
+    from worker.cli.failures import HeraldGroup
+
+    HeraldGroup("herald", commands=[health])(["health", *sys.argv[1:]])

@@ -10,48 +10,36 @@ platform or conflicting flags are usage errors (2).
 
 from __future__ import annotations
 
-import contextlib
 import uuid
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from worker.cli.common import emit, refused, settings_or_exit
+from worker.cli.common import emit, settings_or_exit
 from worker.constants import PLATFORMS
 
 if TYPE_CHECKING:
-    from worker.resilience.limits_config import Resolved, Target
+    from worker.resilience.limits_config import LimitTarget, Resolved
     from worker.resilience.ratelimit import RateLimiter
 
 
-@contextlib.contextmanager
-def refusals_exit_1() -> Iterator[None]:
-    """Bad specs and unknown accounts: `herald: <message>` on stderr, exit status 1."""
-    from worker.db.accounts import AccountError
-    from worker.resilience.limits_config import LimitSpecError
-
-    with refused(LimitSpecError, AccountError):
-        yield
-
-
-def _target(platform: str, account: uuid.UUID | None, app: bool) -> Target:
-    from worker.resilience.limits_config import Target
+def _target(platform: str, account: uuid.UUID | None, app: bool) -> LimitTarget:
+    from worker.resilience.limits_config import LimitTarget
 
     if app and account is not None:
         raise click.UsageError("give --app or --account, not both")
     if app:
-        return Target(platform, "app")
-    return Target(platform, "account", str(account) if account else None)
+        return LimitTarget(platform, "app")
+    return LimitTarget(platform, "account", str(account) if account else None)
 
 
-def _scope(target: Target) -> str:
+def _scope(target: LimitTarget) -> str:
     if target.kind == "app":
         return "app-wide cap"
     return "account" if target.account_id else "per-account default"
 
 
-def _check_account(target: Target) -> None:
+def _check_account(target: LimitTarget) -> None:
     """An override for an account that does not exist (a typo) would never apply."""
     from worker.db.accounts import AccountError, AccountNotFound, get_account
 
@@ -59,7 +47,7 @@ def _check_account(target: Target) -> None:
         return
     account = get_account(target.account_id)
     if account is None:
-        raise AccountNotFound(target.account_id)
+        raise AccountNotFound.of(target.account_id)
     if account.platform != target.platform:
         raise AccountError(
             f"account {target.account_id} is on {account.platform}, not {target.platform}"
@@ -79,7 +67,7 @@ def _limiter() -> RateLimiter:
     return get_limiter()
 
 
-def _audited(action: str, target: Target, actor: str | None, **detail: Any) -> int:
+def _audited(action: str, target: LimitTarget, actor: str | None, **detail: Any) -> int:
     from worker.db import audit
 
     return audit.record(action, actor=actor, target=target.field, **detail)
@@ -112,12 +100,10 @@ def set_(platform: str, spec: str, account: uuid.UUID | None, app: bool, actor: 
     from worker.resilience.limits_config import parse
 
     target = _target(platform, account, app)
-    with refusals_exit_1():
-        windows = parse(spec)
+    windows = parse(spec)
     limiter = _limiter()
-    with refusals_exit_1():
-        _check_account(target)
-        before = limiter.config.set(target, windows)
+    _check_account(target)
+    before = limiter.config.set(target, windows)
     after = limiter.config.resolve(target)
     try:
         entry = _audited("limits.set", target, actor, spec=after.spec, previous=before.spec)
@@ -135,7 +121,7 @@ def set_(platform: str, spec: str, account: uuid.UUID | None, app: bool, actor: 
     )
 
 
-def _undo(limiter: RateLimiter, target: Target, before: Resolved) -> None:
+def _undo(limiter: RateLimiter, target: LimitTarget, before: Resolved) -> None:
     if before.source == "override":
         limiter.config.set(target, before.windows)
     else:
@@ -191,13 +177,13 @@ def show(platform: str | None, account: uuid.UUID | None) -> None:
 
 
 def _platform_view(limiter: RateLimiter, platform: str, account_id: str | None) -> dict[str, Any]:
-    from worker.resilience.limits_config import Target, format_spec
+    from worker.resilience.limits_config import LimitTarget, format_spec
 
     config = limiter.config
-    prefix = Target(platform, "account").field + ":"
+    prefix = LimitTarget(platform, "account").field + ":"
     view: dict[str, Any] = {
-        "app": _live(limiter, Target(platform, "app")),
-        "account_default": _described(config.resolve(Target(platform, "account"))),
+        "app": _live(limiter, LimitTarget(platform, "app")),
+        "account_default": _described(config.resolve(LimitTarget(platform, "account"))),
         "account_overrides": {
             field.removeprefix(prefix): format_spec(windows)
             for field, windows in sorted(config.overrides().items())
@@ -207,12 +193,12 @@ def _platform_view(limiter: RateLimiter, platform: str, account_id: str | None) 
     if account_id is not None:
         view["account"] = {
             "id": account_id,
-            **_live(limiter, Target(platform, "account", account_id)),
+            **_live(limiter, LimitTarget(platform, "account", account_id)),
         }
     return view
 
 
-def _live(limiter: RateLimiter, target: Target) -> dict[str, Any]:
+def _live(limiter: RateLimiter, target: LimitTarget) -> dict[str, Any]:
     now = limiter.peek(target.platform, target.account_id, only=target.kind)
     described = _described(limiter.config.resolve(target))
     assert described is not None

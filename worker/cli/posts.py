@@ -14,7 +14,6 @@ from typing import Any
 
 import click
 
-from worker.cli.accounts import refusals_exit_1
 from worker.cli.common import STDIN, emit, settings_or_exit
 
 
@@ -73,9 +72,8 @@ def schedule(
     settings_or_exit()
     from worker.client import schedule_post
 
-    with refusals_exit_1():
-        post_id = schedule_post(account_id, text, at, media=media, request_id=request_id)
-        _show(post_id)
+    post_id = schedule_post(account_id, text, at, media=media, request_id=request_id)
+    _show(post_id)
 
 
 @posts.command("cancel")
@@ -85,9 +83,8 @@ def cancel(post_id: str) -> None:
     settings_or_exit()
     from worker.client import cancel_post
 
-    with refusals_exit_1():
-        cancel_post(post_id)
-        _show(post_id)
+    cancel_post(post_id)
+    _show(post_id)
 
 
 @posts.command("reschedule")
@@ -98,9 +95,8 @@ def reschedule(post_id: str, at: datetime) -> None:
     settings_or_exit()
     from worker.client import reschedule_post
 
-    with refusals_exit_1():
-        reschedule_post(post_id, at)
-        _show(post_id)
+    reschedule_post(post_id, at)
+    _show(post_id)
 
 
 @posts.command("show")
@@ -108,8 +104,7 @@ def reschedule(post_id: str, at: datetime) -> None:
 def show(post_id: str) -> None:
     """One post, with its status, attempts and last error."""
     settings_or_exit()
-    with refusals_exit_1():
-        _show(post_id)
+    _show(post_id)
 
 
 @posts.command("list")
@@ -121,6 +116,5 @@ def list_(status: str | None, account_id: str | None, limit: int) -> None:
     settings_or_exit()
     from worker.client import list_posts
 
-    with refusals_exit_1():
-        found = list_posts(status=status, account_id=account_id, limit=limit)
+    found = list_posts(status=status, account_id=account_id, limit=limit)
     emit([post.model_dump(mode="json") for post in found])

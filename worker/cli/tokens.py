@@ -17,6 +17,7 @@ import sys
 import click
 
 from worker.cli.common import EXIT_REFUSED, emit, settings_or_exit
+from worker.cli.failures import server_errors
 
 ACTOR = click.option("--actor", help="Who does this, for the audit log (default: the OS user).")
 
@@ -53,18 +54,14 @@ def new_key() -> None:
 def rotate_key(batch_size: int, pause: float, actor: str | None) -> None:
     """Re-encrypt every account's tokens with the newest key (first of TOKEN_ENCRYPTION_KEYS)."""
     settings = settings_or_exit()
-    from sqlalchemy.exc import SQLAlchemyError
-
     from worker.db import audit
-    from worker.security.tokens import configured_keys
+    from worker.security.cipher import configured_keys
     from worker.tokens.rotation import rotate_keys
 
-    try:
+    # The error's type only: a driver's message may quote a row's ciphertext.
+    with server_errors("key rotation", quote_error=False, advice="re-run to resume"):
         report = rotate_keys(configured_keys(settings), batch_size=batch_size, pause=pause)
         audit.record("tokens.rotate_key", actor=actor, target=None, counts=report.as_json())
-    except SQLAlchemyError as exc:
-        click.echo(f"herald: key rotation failed: {type(exc).__name__}; re-run to resume", err=True)
-        sys.exit(EXIT_REFUSED)
     emit(report.as_json())
     if report.undecryptable:
         ids = ", ".join(report.undecryptable)

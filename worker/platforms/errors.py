@@ -27,6 +27,8 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from worker.errors import HeraldError
+
 #: Error body families: Graph (Facebook, Instagram) and Google (YouTube, OAuth).
 Dialect = Literal["graph", "google"]
 
@@ -97,7 +99,7 @@ def _number(figures: dict[str, Any], key: str) -> float:
     return float(value)
 
 
-class PlatformError(Exception):
+class PlatformError(HeraldError):
     """Base of every error a platform client raises."""
 
     def __init__(

@@ -1,4 +1,4 @@
-"""The `herald` command."""
+"""The `herald` command (its errors end as one line: :mod:`worker.cli.failures`)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from worker.cli.backup import backup
 from worker.cli.breakers import breakers
 from worker.cli.common import emit, settings_or_exit
 from worker.cli.dlq import dlq
+from worker.cli.failures import HeraldGroup
 from worker.cli.health import health
 from worker.cli.limits import limits
 from worker.cli.posts import posts
@@ -20,9 +21,10 @@ from worker.cli.tokens import tokens
 from worker.settings import SettingsError, load_settings
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=HeraldGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="herald")
-def main() -> None:
+@click.option("--debug", is_flag=True, help="Print the traceback of an error, not one line.")
+def main(debug: bool) -> None:
     """Herald: publish scheduled posts on time, exactly once; keep the platform healthy."""
 
 
