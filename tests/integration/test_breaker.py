@@ -14,9 +14,11 @@ from typing import Any
 
 import pybreaker
 import pytest
+import redis
 from celery.exceptions import Retry, SoftTimeLimitExceeded
 
 from tests.fixtures.waiting import wait_for
+from worker import runtime
 from worker.coordination.redis_client import get_redis
 from worker.platforms.errors import (
     AuthExpiredError,
@@ -26,6 +28,7 @@ from worker.platforms.errors import (
     TransientError,
 )
 from worker.resilience import breaker as breaker_module
+from worker.resilience import breaker_listeners
 from worker.resilience.breaker import (
     Admission,
     BreakerConfig,
@@ -34,7 +37,6 @@ from worker.resilience.breaker import (
     admit,
     record_failure,
     record_success,
-    reset_breakers,
 )
 from worker.resilience.breaker_storage import RedisBreakerStorage, Thresholds
 from worker.settings import get_settings
@@ -66,7 +68,7 @@ class LogRecorder:
 @pytest.fixture
 def logs(monkeypatch: pytest.MonkeyPatch) -> LogRecorder:
     recorder = LogRecorder()
-    monkeypatch.setattr(breaker_module, "log", recorder)
+    monkeypatch.setattr(breaker_listeners, "log", recorder)
     return recorder
 
 
@@ -365,7 +367,7 @@ def test_a_stock_pybreaker_runs_on_the_storage_too(namespace: str) -> None:
         "youtube",
         key=lambda: get_settings().key("breaker", "youtube"),
         client=get_redis,
-        thresholds=Thresholds(fail_max=2, reset_timeout=60, probe_lease=60),
+        thresholds=Thresholds(reset_timeout=60, probe_lease=60),
     )
     stock = pybreaker.CircuitBreaker(fail_max=2, reset_timeout=60, state_storage=storage)
 
@@ -384,7 +386,7 @@ def test_a_stock_pybreaker_runs_on_the_storage_too(namespace: str) -> None:
 
 
 def test_module_functions_use_this_process_breakers(namespace: str) -> None:
-    reset_breakers()
+    runtime.reset()
     try:
         assert admit("instagram").allowed
         for _ in range(breaker_module.FAIL_MAX):
@@ -395,4 +397,112 @@ def test_module_functions_use_this_process_breakers(namespace: str) -> None:
         with pytest.raises(ValueError, match="unknown platform"):
             admit("myspace")
     finally:
-        reset_breakers()
+        runtime.reset()
+
+
+# --- pybreaker's state machine decides ------------------------------------------------
+
+
+class CountingRedis(redis.Redis):
+    """A client of its own (like another process's) that counts script calls."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.scripts = 0
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        if args and str(args[0]).upper() in ("EVAL", "EVALSHA"):
+            self.scripts += 1
+        return super().execute_command(*args, **options)
+
+
+def own_client() -> CountingRedis:
+    pool = redis.ConnectionPool.from_url(get_settings().redis_url, decode_responses=True)
+    return CountingRedis(connection_pool=pool)
+
+
+def test_pybreakers_state_machine_decides_across_two_clients(namespace: str) -> None:
+    # Given two breakers for one platform, each with its own Redis connection
+    clients = own_client(), own_client()
+    config = BreakerConfig(fail_max=3, reset_timeout=0.3, probe_lease=5, probe_wait=0.5)
+    here, there = (PlatformBreaker("facebook", config, client=lambda c=c: c) for c in clients)
+    changes: list[tuple[str, str]] = []
+
+    class Spy(pybreaker.CircuitBreakerListener):
+        def state_change(self, cb: Any, old: Any, new: Any) -> None:
+            changes.append((old.name if old else "", new.name))
+
+    there.add_listener(Spy())
+
+    def failing() -> None:
+        raise transient()
+
+    # When fail_max failures go through pybreaker's own `call`, alternating between them
+    with pytest.raises(TransientError):
+        here.call(failing)
+    with pytest.raises(TransientError):
+        there.call(failing)
+    # Then the third trips it: pybreaker's closed state counts and decides
+    with pytest.raises(pybreaker.CircuitBreakerError, match="Failures threshold reached"):
+        here.call(failing)
+    # and the other one's open state refuses, on the shared state
+    with pytest.raises(pybreaker.CircuitBreakerError, match="Timeout not elapsed"):
+        there.call(lambda: None)
+    assert isinstance(there.state, pybreaker.CircuitOpenState)
+    assert changes == [("closed", "open")]  # it noticed; pybreaker notified its listeners
+
+    # When the reset timeout passes, one call becomes the probe
+    time.sleep(0.35)  # the reset timeout passing is the behaviour under test
+    seen_by_other: list[BaseException] = []
+
+    def probe() -> str:
+        assert isinstance(here.state, pybreaker.CircuitHalfOpenState)
+        with pytest.raises(BreakerOpen) as raised:  # the probe is out: the other waits
+            there.call(lambda: None)
+        seen_by_other.append(raised.value)
+        return "answered"
+
+    assert here.call(probe) == "answered"
+
+    # Then its success closed it for both
+    assert seen_by_other and seen_by_other[0].state == "half-open"
+    assert 0 < seen_by_other[0].retry_after <= 0.5
+    assert there.call(lambda: 42) == 42
+    assert there.current_state == here.current_state == "closed"
+    assert changes[-1] == ("half-open", "closed")
+
+
+def test_a_healthy_call_is_one_script_call(namespace: str) -> None:
+    # Given a closed breaker with no failures
+    client = own_client()
+    breaker = PlatformBreaker("facebook", BreakerConfig(fail_max=3), client=lambda: client)
+
+    # When calls are admitted and succeed (split, pybreaker's call, or guard)
+    breaker.record_success(breaker.admit())
+    assert breaker.call(lambda: 1) == 1
+    with breaker.guard():
+        pass
+
+    # Then each cost one script call: the admission's read; success had nothing to reset
+    assert client.scripts == 3
+    # and a counted failure costs one more
+    breaker.record_failure(transient(), breaker.admit())
+    assert client.scripts == 5
+
+
+def test_noticing_a_close_late_keeps_failures_counted_since(make_breaker: MakeBreaker) -> None:
+    # Given a breaker that saw itself open, then closed by an operator elsewhere
+    stale, elsewhere = make_breaker(fail_max=3), make_breaker(fail_max=3)
+    stale.open()
+    elsewhere.reset()
+    # and failures counted since, in another process
+    for _ in range(2):
+        elsewhere.record_failure(transient())
+
+    # When the stale one admits a call (pybreaker notices the close)
+    assert stale.admit().allowed
+
+    # Then the failures counted since still stand: one more opens it
+    assert elsewhere.status()["failures"] == 2
+    stale.record_failure(transient(), stale.admit())
+    assert elsewhere.status()["state"] == "open"

@@ -101,6 +101,8 @@ def test_many_processes_failing_at_once_log_the_opening_once(namespace: str) -> 
     opened = [line for line in lines if line.get("event") == "breaker.opened"]
     assert len(opened) == 1, opened
     assert opened[0]["platform"] == "facebook"
-    assert opened[0]["failures"] == 3
+    # pybreaker counts a failure, then decides on the count it read: failures other
+    # processes count in between are in Redis by the time the trip lands.
+    assert opened[0]["failures"] >= 3
     assert opened[0]["reset_at"] is not None
     assert not PlatformBreaker("facebook").admit().allowed

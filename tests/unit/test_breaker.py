@@ -30,7 +30,7 @@ from worker.resilience.breaker import (
     PlatformBreaker,
     classify,
 )
-from worker.resilience.breaker_storage import Reply
+from worker.resilience.breaker_storage import RedisBreakerStorage, Reply, Thresholds
 
 
 @pytest.mark.parametrize(
@@ -90,13 +90,33 @@ def test_breaker_open_is_a_pybreaker_error_that_survives_pickling() -> None:
 
 
 def test_a_reply_reads_milliseconds_and_empty_fields() -> None:
-    reply = Reply.parse([2, b"half-open", "open", 5, 1_000_000, 1_030_000, 1_075_000, 1_030_001])
-    assert reply.verdict == 2
+    raw = [1, b"half-open", "open", 5, 0, 1_000_000, 1_030_000, "t1", 1_075_000, 1_030_001]
+    reply = Reply.parse(raw)
+    assert reply.applied
     assert (reply.state, reply.changed_from, reply.failures) == ("half-open", "open", 5)
     assert (reply.opened_at, reply.reset_at, reply.probe_until) == (1000.0, 1030.0, 1075.0)
-    closed = Reply.parse([1, "closed", "", 0, 0, 30_000, 0, 1_030_001])
-    assert closed.changed_from is None
+    assert reply.held_by("t1") and not reply.held_by("t2") and not reply.held_by("")
+    closed = Reply.parse([0, "closed", "", 0, 0, 0, 30_000, "", 0, 1_030_001])
+    assert closed.changed_from is None and not closed.applied
     assert (closed.opened_at, closed.reset_at, closed.probe_until) == (None, None, None)
+
+
+def test_opened_at_is_mapped_onto_this_hosts_clock() -> None:
+    """pybreaker compares ``opened_at + reset_timeout`` with this host's clock; Redis's
+    clock may be skewed. The reply's arrival time maps one onto the other."""
+    storage = RedisBreakerStorage(
+        "facebook",
+        key=lambda: "unit:breaker",
+        client=_no_redis,
+        thresholds=Thresholds(reset_timeout=30, probe_lease=60),
+    )
+    # Redis says: it is 1000 s, a probe is allowed from 1012 s; here it is 5000 s.
+    raw = [1, "open", "", 5, 0, 995_000, 1_012_000, "", 0, 1_000_000]
+    storage.context.reply = Reply.parse(raw, received=5000.0)
+    opened_at = storage.opened_at
+    assert opened_at is not None
+    assert opened_at.timestamp() + 30 == pytest.approx(5012.0)
+    assert (storage.counter, storage.success_counter) == (5, 0)
 
 
 class Warnings:

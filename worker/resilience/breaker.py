@@ -1,5 +1,7 @@
 """Circuit breakers, one per platform, shared by every worker process and host.
 
+Each is a ``pybreaker.CircuitBreaker`` whose state machine decides, on state shared in
+Redis (:mod:`~worker.resilience.breaker_storage`, one Lua call per storage operation).
 The publish path asks before calling a platform and reports after::
 
     admission = admit(platform)
@@ -13,8 +15,7 @@ The publish path asks before calling a platform and reports after::
     record_success(platform, admission)
 
 or ``with guard(platform):``, which raises :class:`BreakerOpen` instead of admitting.
-Each is at most one Redis call (one Lua script); a healthy publish costs one in all:
-reporting a success with nothing to reset makes no call.
+A healthy publish costs one Redis call in all (the admission's state read).
 
 States are pybreaker's. **closed**: ``fail_max`` consecutive transient failures,
 counted across all processes, open it. **open**: callers are deferred until
@@ -25,15 +26,24 @@ A probe that never reports (its worker died) loses its lease after ``probe_lease
 one that ends without a verdict (:func:`classify`) gives it up at once. While open or
 half-open, reports from anyone but the current probe are ignored.
 
-Each transition is logged once, by the process whose call made it: ``breaker.opened``,
-``breaker.half_opened``, ``breaker.probe_expired``, ``breaker.closed``,
-``breaker.reopened``; operators' ``breaker.forced_open`` / ``breaker.reset``.
+Where pybreaker alone falls short, it is extended at one point each, with the reason
+where it is done: one leased probe across processes (:meth:`PlatformBreaker.half_open`
+and the :class:`~worker.resilience.breaker_listeners.OneProbe` listener); transitions
+announced once across processes (:meth:`PlatformBreaker.close`, the storage's
+``opened_at``); deferring instead of failing (:meth:`PlatformBreaker.admit` turns
+pybreaker's ``CircuitBreakerError`` into a deferral); outcomes with no verdict
+(:meth:`PlatformBreaker.record_failure`).
+
+Each transition is logged once, by the process whose call made it (the
+:class:`~worker.resilience.breaker_listeners.TransitionLog` listener):
+``breaker.opened``, ``breaker.half_opened``, ``breaker.probe_expired``,
+``breaker.closed``, ``breaker.reopened``; operators' ``breaker.forced_open`` /
+``breaker.reset``.
 
 **Redis down: fail open.** Every call is admitted (``Admission.degraded``) and outcomes
-are dropped, with a throttled ``breaker.redis_unavailable`` warning (see
-:mod:`~worker.resilience.breaker_storage`). Failing closed would stop all publishing
-on a coordination blip; failing open costs at worst calls to a failing platform,
-which the retry policy still bounds.
+are dropped, with a throttled ``breaker.redis_unavailable`` warning. Failing closed
+would stop all publishing on a coordination blip; failing open costs at worst calls to
+a failing platform, which the retry policy still bounds.
 """
 
 from __future__ import annotations
@@ -41,32 +51,22 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
-import uuid
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, Literal, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import pybreaker
 import redis
-import structlog
 from pybreaker import STATE_CLOSED, STATE_HALF_OPEN, STATE_OPEN
 
-from worker.constants import PLATFORMS
+from worker import runtime
+from worker.constants import KEY_BREAKER, PLATFORMS
 from worker.coordination.redis_client import get_redis
+from worker.errors import HeraldError
 from worker.platforms.errors import PlatformError, TransientError
-from worker.resilience.breaker_storage import (
-    DEFERRED,
-    PROBE,
-    Op,
-    RedisBreakerStorage,
-    Reply,
-    Thresholds,
-)
+from worker.resilience.breaker_listeners import OneProbe, TransitionLog, iso, log_transition
+from worker.resilience.breaker_storage import CallContext, RedisBreakerStorage, Reply, Thresholds
 from worker.settings import get_settings
-
-log = structlog.get_logger(__name__)
-T = TypeVar("T")
 
 #: Consecutive transient failures, across all processes, that open a platform's breaker.
 FAIL_MAX = 5
@@ -81,14 +81,6 @@ PROBE_WAIT_S = 5.0
 FORCE_OPEN_S = 600.0
 
 Verdict = Literal["failure", "success", "neutral"]
-
-_TRANSITIONS = {
-    (STATE_CLOSED, STATE_OPEN): "breaker.opened",
-    (STATE_OPEN, STATE_HALF_OPEN): "breaker.half_opened",
-    (STATE_HALF_OPEN, STATE_HALF_OPEN): "breaker.probe_expired",
-    (STATE_HALF_OPEN, STATE_CLOSED): "breaker.closed",
-    (STATE_HALF_OPEN, STATE_OPEN): "breaker.reopened",
-}
 
 
 def classify(error: BaseException) -> Verdict:
@@ -109,6 +101,11 @@ def classify(error: BaseException) -> Verdict:
     return "neutral"
 
 
+def _not_a_failure(error: BaseException) -> bool:
+    """pybreaker's ``exclude``: what does not count toward opening."""
+    return classify(error) != "failure"
+
+
 @dataclass(frozen=True, slots=True)
 class BreakerConfig:
     """One breaker's thresholds (seconds); defaults are the module constants."""
@@ -122,6 +119,51 @@ class BreakerConfig:
         seconds = (self.reset_timeout, self.probe_lease, self.probe_wait)
         if self.fail_max < 1 or not all(math.isfinite(s) and s > 0 for s in seconds):
             raise ValueError(f"fail_max must be >= 1 and every time > 0 s: {self!r}")
+
+
+class InFlight:
+    """A call pybreaker admitted, whose outcome is reported later.
+
+    pybreaker records a guarded call's outcome when the call returns, or, for a call
+    that returns a generator, when that generator ends (this is how its ``calling()``
+    works). The publish path admits in one function and reports in another, so
+    admission hands pybreaker a generator that ends, when :meth:`finish` runs it, the
+    way the publish did. Never finished (an outcome with no verdict), it reports
+    nothing: a generator that was never started runs no code, even when collected.
+    """
+
+    def __init__(self, breaker: PlatformBreaker, context: CallContext) -> None:
+        self.context = context
+        self._error: BaseException | None = None
+        # pybreaker's state machine decides here; it raises CircuitBreakerError to refuse.
+        context.admitting = True
+        try:
+            self._outcome: Iterator[None] = breaker.call(self._ends)
+        finally:
+            context.admitting = False
+
+    def _ends(self) -> Iterator[None]:
+        if self._error is not None:
+            raise self._error
+        yield from ()
+
+    def finish(self, storage: RedisBreakerStorage, error: BaseException | None) -> None:
+        """Let pybreaker record the outcome (``error`` None: success), in this call's context."""
+        self._error = error
+        traceback = error.__traceback__ if error is not None else None
+        with storage.bound(self.context):
+            try:
+                next(self._outcome)
+            except StopIteration:
+                pass
+            except pybreaker.CircuitBreakerError:
+                pass  # pybreaker's word that this failure opened it
+            except BaseException as raised:
+                if raised is not error:
+                    raise
+            finally:
+                if error is not None:
+                    error.__traceback__ = traceback  # re-raised here: keep the caller's
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,9 +184,11 @@ class Admission:
     #: Consecutive failures counted when it was admitted.
     failures: int = 0
     degraded: bool = False
+    #: pybreaker's record of the admitted call; None: nothing to report to.
+    call: InFlight | None = field(default=None, repr=False, compare=False)
 
 
-class BreakerOpen(pybreaker.CircuitBreakerError):
+class BreakerOpen(HeraldError, pybreaker.CircuitBreakerError):  # noqa: N818 - a state, not a fault
     """The platform's breaker defers this call; try again in ``retry_after`` seconds."""
 
     def __init__(self, platform: str, retry_after: float, state: str = STATE_OPEN) -> None:
@@ -158,11 +202,13 @@ class BreakerOpen(pybreaker.CircuitBreakerError):
 
 
 class PlatformBreaker(pybreaker.CircuitBreaker):
-    """A pybreaker breaker whose every decision is one atomic call on Redis.
+    """A pybreaker breaker on Redis-shared state, with one leased probe.
 
-    ``call``, ``calling``, ``open``, ``close`` and ``half_open`` keep pybreaker's
-    meaning but go through the shared state; ``fail_max`` / ``reset_timeout`` may be
-    changed on the instance and apply to its next call.
+    pybreaker's ``call`` / ``calling`` / ``open`` work as documented (on the shared
+    state); :meth:`admit` and the ``record_*`` methods split a call in two for the
+    publish path. ``fail_max`` / ``reset_timeout`` may be changed on the instance.
+    Unlike :meth:`record_failure`, pybreaker's own ``call`` counts an exception with no
+    verdict (``Retry``, ``SoftTimeLimitExceeded``) as a success, as its ``exclude`` does.
     """
 
     def __init__(
@@ -174,67 +220,68 @@ class PlatformBreaker(pybreaker.CircuitBreaker):
         key: Callable[[], str] | None = None,
     ) -> None:
         self.config = config or BreakerConfig()
-        super().__init__(
-            fail_max=self.config.fail_max,
-            reset_timeout=self.config.reset_timeout,
-            exclude=[lambda error: classify(error) != "failure"],
-            # pybreaker's __init__ reads the state: a round trip we do not need.
-            state_storage=pybreaker.CircuitMemoryStorage(STATE_CLOSED),
-            name=platform,
-        )
-        self._storage = self._state_storage = RedisBreakerStorage(
+        self.storage = RedisBreakerStorage(
             platform,
             key=key or functools.partial(_default_key, platform),
             client=client,
-            thresholds=self._thresholds(),
+            thresholds=lambda: Thresholds(self.reset_timeout, self.config.probe_lease),
+        )
+        super().__init__(
+            fail_max=self.config.fail_max,
+            reset_timeout=self.config.reset_timeout,
+            exclude=[_not_a_failure],
+            listeners=[OneProbe(self.storage), TransitionLog(self.storage)],
+            state_storage=self.storage,
+            name=platform,
         )
 
     @property
     def platform(self) -> str:
-        return self._storage.name
+        return self.storage.name
 
     def admit(self) -> Admission:
-        """Decide whether a call may go now (one Redis call); see :class:`Admission`."""
-        ticket = uuid.uuid4().hex
-        reply = self._decide("admit", ticket=ticket)
-        if reply is None:
-            return Admission(True, degraded=True)
-        if reply.verdict == DEFERRED:
-            return Admission(False, self._retry_after(reply), state=reply.state)
-        probe = reply.verdict == PROBE
-        return Admission(
-            True,
-            probe=probe,
-            ticket=ticket if probe else "",
-            state=reply.state,
-            failures=reply.failures,
-        )
+        """Decide whether a call may go now (pybreaker's state machine; one Redis call
+        unless this call half-opens it); see :class:`Admission`."""
+        context = CallContext()
+        with self.storage.bound(context):
+            try:
+                call = InFlight(self, context)
+            except pybreaker.CircuitBreakerError:
+                seen = context.reply
+                wait = self._retry_after(seen) if seen else self.config.probe_wait
+                return Admission(False, wait, state=seen.state if seen else STATE_OPEN)
+        seen = context.reply
+        if seen is None:
+            return Admission(True, degraded=True, call=call)
+        probe = seen.held_by(context.ticket)
+        ticket = context.ticket if probe else ""
+        return Admission(True, 0.0, probe, ticket, seen.state, seen.failures, call=call)
 
     def record_success(self, admission: Admission | None = None) -> None:
         """The platform answered: reset the consecutive count; a probe closes it.
 
-        With an admission that saw the breaker closed and no failures (the healthy
-        common case) there is nothing to reset and no Redis call is made; failures
-        other calls counted while this one was in flight then stand.
+        Without an admission it is reported as a call admitted now would be (an open
+        breaker ignores it). With one that saw no failures there is nothing to reset
+        and no Redis call is made; failures other calls counted meanwhile then stand.
         """
-        if admission is not None and _nothing_to_reset(admission):
-            return
-        self._decide("success", ticket=_ticket(admission))
+        self._report(admission, None)
 
     def record_failure(self, error: BaseException, admission: Admission | None = None) -> None:
-        """Report how a call ended; only a transient error counts (:func:`classify`)."""
-        verdict = classify(error)
-        if verdict == "failure":
-            self._decide("failure", ticket=_ticket(admission))
-        elif verdict == "success":
-            self.record_success(admission)
-        else:
+        """Report how a call ended; only a transient error counts (:func:`classify`).
+
+        An outcome with no verdict is not reported to pybreaker at all (it would count
+        an excluded error as a success, closing a half-open breaker on a time limit);
+        a probe that ends so gives its lease up.
+        """
+        if classify(error) == "neutral":
             self.release(admission)
+        else:
+            self._report(admission, error)
 
     def release(self, admission: Admission | None) -> None:
         """Give up the probe without a verdict (no call if this was not the probe)."""
         if admission is not None and admission.probe:
-            self._decide("release", ticket=admission.ticket)
+            self.storage.release(admission.ticket)
 
     @contextlib.contextmanager
     def guard(self) -> Iterator[Admission]:
@@ -249,22 +296,47 @@ class PlatformBreaker(pybreaker.CircuitBreaker):
             raise
         self.record_success(admission)
 
+    def half_open(self) -> None:
+        """Claim the one probe, then half-open as pybreaker does.
+
+        pybreaker half-opens in each process on its own and then lets every caller
+        through. Shared by many processes, half-opening must be claiming the probe,
+        atomically in Redis, with a lease: raises :class:`BreakerOpen` while someone
+        else's probe has a live one. Redis unreachable: fails open, like every read.
+        """
+        reply = self.storage.claim_probe()
+        if reply is not None and not reply.held_by(self.storage.context.ticket):
+            raise BreakerOpen(self.platform, self._retry_after(reply), reply.state)
+        super().half_open()
+
+    def close(self) -> None:
+        """Close as pybreaker does, once Redis agrees.
+
+        pybreaker notifies listeners before it writes the storage; with shared state the
+        write is a compare-and-set (a probe whose lease was taken over closes nothing),
+        so it runs first, and pybreaker's close follows only if it took effect.
+        """
+        self.storage.state = STATE_CLOSED
+        seen = self.storage.context.reply
+        if seen is None or seen.state == STATE_CLOSED:
+            super().close()
+
     def force_open(self, seconds: float) -> Reply:
         """Open it now for ``seconds`` (then one probe decides, as usual). Raises
         ``redis.RedisError``: an operator must learn that it did not happen."""
-        reply = self._storage.decide("open", self._thresholds(), open_for=seconds)
-        self._log("breaker.forced_open", reply)
+        reply = self.storage.decide("open", open_for=seconds)
+        log_transition("breaker.forced_open", self.platform, reply)
         return reply
 
     def reset(self) -> Reply:
         """Close it and forget its failures. Raises ``redis.RedisError``."""
-        reply = self._storage.decide("reset", self._thresholds())
-        self._log("breaker.reset", reply)
+        reply = self.storage.decide("reset")
+        log_transition("breaker.reset", self.platform, reply)
         return reply
 
     def status(self) -> dict[str, Any]:
         """What an operator sees (JSON-ready). Raises ``redis.RedisError``."""
-        reply = self._storage.decide("status", self._thresholds())
+        reply = self.storage.decide("read")
         half_open_at = reply.reset_at if reply.state == STATE_OPEN else None
         return {
             "platform": self.platform,
@@ -272,51 +344,17 @@ class PlatformBreaker(pybreaker.CircuitBreaker):
             "failures": reply.failures,
             "fail_max": self.fail_max,
             "reset_timeout": self.reset_timeout,
-            "opened_at": _iso(reply.opened_at),
-            "half_open_at": _iso(half_open_at),
-            "probe_until": _iso(reply.probe_until),
+            "opened_at": iso(reply.opened_at),
+            "half_open_at": iso(half_open_at),
+            "probe_until": iso(reply.probe_until),
             "retry_after": round(self._retry_after(reply, floor=0.0), 3),
         }
 
-    # --- pybreaker's own API, on the shared state ---
-
-    def call(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        with self.guard():
-            return func(*args, **kwargs)
-
-    def calling(self) -> Any:
-        return self.guard()
-
-    def open(self) -> bool:
-        self.force_open(self.reset_timeout)
-        return True
-
-    def close(self) -> None:
-        self.reset()
-
-    def half_open(self) -> None:
-        self._storage.state = STATE_HALF_OPEN
-
-    @property
-    def state(self) -> Any:
-        """pybreaker's state object, without its side effect: pybreaker resets the
-        (here shared) counters whenever one process notices another changed the state."""
-        return self._create_new_state(self.current_state)
-
-    @state.setter
-    def state(self, state: str) -> None:
-        self._storage.state = state
-
-    # --- internals ---
-
-    def _thresholds(self) -> Thresholds:
-        return Thresholds(self.fail_max, self.reset_timeout, self.config.probe_lease)
-
-    def _decide(self, op: Op, *, ticket: str = "") -> Reply | None:
-        reply = self._storage.try_decide(op, self._thresholds(), ticket=ticket)
-        if reply is not None and reply.changed_from is not None:
-            self._log(_TRANSITIONS.get((reply.changed_from, reply.state), "breaker.changed"), reply)
-        return reply
+    def _report(self, admission: Admission | None, error: BaseException | None) -> None:
+        if admission is None:
+            admission = self.admit()
+        if admission.call is not None:
+            admission.call.finish(self.storage, error)
 
     def _retry_after(self, reply: Reply, floor: float = 0.01) -> float:
         """Seconds until admit may say yes (``floor`` keeps a deferral from being 0)."""
@@ -326,35 +364,9 @@ class PlatformBreaker(pybreaker.CircuitBreaker):
             return max(floor, min(reply.probe_until - reply.now, self.config.probe_wait))
         return 0.0
 
-    def _log(self, event: str, reply: Reply) -> None:
-        loud = event in ("breaker.opened", "breaker.reopened", "breaker.forced_open")
-        (log.warning if loud else log.info)(
-            event,
-            platform=self.platform,
-            from_state=reply.changed_from,
-            to_state=reply.state,
-            failures=reply.failures,
-            opened_at=_iso(reply.opened_at),
-            reset_at=_iso(reply.reset_at),
-        )
-
 
 def _default_key(platform: str) -> str:
-    return get_settings().key("breaker", platform)
-
-
-def _nothing_to_reset(admission: Admission) -> bool:
-    return admission.degraded or (admission.state == STATE_CLOSED and admission.failures == 0)
-
-
-def _ticket(admission: Admission | None) -> str:
-    return admission.ticket if admission is not None else ""
-
-
-def _iso(seconds: float | None) -> str | None:
-    if seconds is None:
-        return None
-    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")
+    return get_settings().key(KEY_BREAKER, platform)
 
 
 class Breakers(dict[str, PlatformBreaker]):
@@ -382,8 +394,7 @@ class Breakers(dict[str, PlatformBreaker]):
         raise ValueError(f"no breaker for unknown platform {platform!r}")
 
 
-@functools.cache
-def get_breakers() -> Breakers:
+def _build_breakers() -> Breakers:
     """This process's breakers, with the thresholds of the settings."""
     settings = get_settings()
     config = BreakerConfig(
@@ -392,9 +403,8 @@ def get_breakers() -> Breakers:
     return Breakers(config)
 
 
-def reset_breakers() -> None:
-    """Forget this process's breakers (tests, or after the thresholds changed)."""
-    get_breakers.cache_clear()
+#: This process's breakers (worker.runtime: `runtime.reset()` rebuilds them).
+get_breakers = runtime.cached("breakers", _build_breakers)
 
 
 def admit(platform: str) -> Admission:
