@@ -7,11 +7,12 @@ import hashlib
 import pytest
 
 from tests.fixtures.waiting import wait_for
+from worker import runtime
 from worker.coordination.redis_client import get_redis
 from worker.platforms.errors import RateLimitedError
 from worker.resilience import ratelimit
-from worker.resilience.limits_config import LimitsConfig, Target, Windows, parse
-from worker.resilience.ratelimit import RateLimiter, get_limiter, reset_limiter
+from worker.resilience.limits_config import LimitsConfig, LimitTarget, Windows, parse
+from worker.resilience.ratelimit import RateLimiter, get_limiter
 from worker.settings import get_settings
 
 
@@ -36,7 +37,7 @@ def log_size(limiter: RateLimiter, *scope: str) -> int:
 @pytest.fixture(autouse=True)
 def fresh(namespace: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("HERALD_RATE_LIMITS", raising=False)
-    reset_limiter()
+    runtime.reset()
 
 
 def test_five_per_minute_admits_five_then_says_when_the_first_expires(namespace: str) -> None:
@@ -157,7 +158,7 @@ def test_an_override_reaches_other_processes_within_their_cache_time(namespace: 
         make_limiter("25/h", cache_seconds=0.5),
     )
     assert elsewhere.acquire("instagram", "a1").remaining == 24
-    here.config.set(Target("instagram", "account", "a1"), parse("2/h"))
+    here.config.set(LimitTarget("instagram", "account", "a1"), parse("2/h"))
 
     def sees_the_override() -> Windows | None:
         return elsewhere.config.windows("instagram", "a1")[1] == parse("2/h") or None
@@ -177,18 +178,23 @@ def test_the_process_limiter_uses_the_module_defaults_and_the_namespace(namespac
     assert f"{namespace}:rl:{{youtube}}:acct:a1" in keys
 
 
+@pytest.mark.parametrize("first", ["single", "pipelined"])
 def test_a_server_without_the_script_gets_it_loaded(
-    namespace: str, monkeypatch: pytest.MonkeyPatch
+    first: str, namespace: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A variant of the script no server has seen: the first calls meet NOSCRIPT.
-    script = ratelimit.SCRIPT + f"\n-- {namespace}\n"
+    # Given a variant of the script no server has seen: the first call meets NOSCRIPT
+    script = ratelimit.SCRIPT + f"\n-- {namespace} {first}\n"
+    sha = hashlib.sha1(script.encode()).hexdigest()
     monkeypatch.setattr(ratelimit, "SCRIPT", script)
-    monkeypatch.setattr(ratelimit, "SCRIPT_SHA", hashlib.sha1(script.encode()).hexdigest())
+    assert get_redis().script_exists(sha) == [False]
     limiter = make_limiter("2/h")
-    assert [d.allowed for d in limiter.acquire_many([("instagram", "a1")] * 3)] == [
-        True,
-        True,
-        False,
-    ]
+    # When three are asked for, one by one or in one pipeline
+    if first == "pipelined":
+        allowed = [d.allowed for d in limiter.acquire_many([("instagram", "a1")] * 3)]
+    else:
+        allowed = [limiter.acquire("instagram", "a1").allowed for _ in range(3)]
+    # Then the script was loaded and decided each exactly once
+    assert allowed == [True, True, False]
+    assert get_redis().script_exists(sha) == [True]
     assert not limiter.acquire("instagram", "a1").allowed
     assert log_size(limiter, "a1") == 2

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tests.fixtures.waiting import wait_for
 from worker.coordination.redis_client import get_redis
-from worker.resilience.limits_config import LimitsConfig, Target, parse
+from worker.resilience.limits_config import LimitsConfig, LimitTarget, parse
 from worker.settings import get_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -79,7 +79,7 @@ def test_processes_hammering_one_key_never_over_admit(namespace: str, tmp_path: 
     # Given the app-wide Instagram cap set to 20 per 2 s, as `herald limits set` would
     prefix = get_settings().key("rl")
     LimitsConfig(get_redis(), f"{prefix}:config").set(
-        Target("instagram", "app"), parse(f"{LIMIT}/{WINDOW_S}s")
+        LimitTarget("instagram", "app"), parse(f"{LIMIT}/{WINDOW_S}s")
     )
     ready, go = f"{prefix}:test:ready", f"{prefix}:test:go"
     period_us = int(PERIOD_S * 1e6)

@@ -11,7 +11,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from worker.backups.crypto import CHUNK, MAGIC, BackupDecryptError, decrypt_stream, encrypt_chunks
-from worker.backups.pgtools import Target
+from worker.backups.pgtools import DatabaseTarget
 
 
 def encrypt(fernet: Fernet, data: bytes, piece: int = 70_000) -> bytes:
@@ -74,7 +74,7 @@ def test_a_plain_file_is_not_taken_for_an_encrypted_one() -> None:
 
 
 def test_the_password_leaves_the_url_for_the_environment() -> None:
-    target = Target.of("postgresql://herald:s3cret@db.example:5433/herald?sslmode=require")
+    target = DatabaseTarget.of("postgresql://herald:s3cret@db.example:5433/herald?sslmode=require")
     assert "s3cret" not in target.url
     assert target.url == "postgresql://herald@db.example:5433/herald?sslmode=require"
     assert target.env["PGPASSWORD"] == "s3cret"

@@ -12,7 +12,7 @@ from worker.resilience import limits_config
 from worker.resilience.limits_config import (
     LimitsConfig,
     LimitSpecError,
-    Target,
+    LimitTarget,
     Window,
     format_spec,
     parse,
@@ -76,26 +76,26 @@ def test_the_canonical_spec_parses_back_to_the_same_windows(by_length: dict[int,
 
 
 def test_targets_name_their_hash_field_and_unknown_platforms_are_refused() -> None:
-    assert Target("instagram", "app").field == "instagram:app"
-    assert Target("instagram", "account").field == "instagram:account"
-    assert Target("youtube", "account", "a1").field == "youtube:account:a1"
-    assert Target.from_field("youtube:account:a1") == Target("youtube", "account", "a1")
+    assert LimitTarget("instagram", "app").field == "instagram:app"
+    assert LimitTarget("instagram", "account").field == "instagram:account"
+    assert LimitTarget("youtube", "account", "a1").field == "youtube:account:a1"
+    assert LimitTarget.from_field("youtube:account:a1") == LimitTarget("youtube", "account", "a1")
     with pytest.raises(LimitSpecError, match="unknown platform 'tiktok'; use instagram"):
-        Target("tiktok", "app")
+        LimitTarget("tiktok", "app")
 
 
 def test_the_off_switch_reads_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
-    from worker.settings import reset_settings
+    from worker import runtime
 
     for value, expected in ((None, True), ("OFF", False), ("off", False), ("on", True)):
         if value is None:
             monkeypatch.delenv(limits_config.ENV_SWITCH, raising=False)
         else:
             monkeypatch.setenv(limits_config.ENV_SWITCH, value)
-        reset_settings()
+        runtime.reset()
         assert limits_config.enabled() is expected
     monkeypatch.undo()
-    reset_settings()
+    runtime.reset()
 
 
 class FakeHash:
@@ -143,20 +143,20 @@ def config(store: FakeHash, clock: Clock) -> LimitsConfig:
 def test_defaults_apply_without_overrides(config: LimitsConfig) -> None:
     assert config.windows("instagram", "a1") == (parse("200/h"), parse("25/h"))
     assert config.windows("facebook", None) == (parse("200/h"), None)
-    assert config.resolve(Target("youtube", "account", "a1")).source == "default"
-    assert config.resolve(Target("youtube", "account")).spec == "10/h"
+    assert config.resolve(LimitTarget("youtube", "account", "a1")).source == "default"
+    assert config.resolve(LimitTarget("youtube", "account")).spec == "10/h"
 
 
 def test_an_account_override_beats_the_platform_override_which_beats_the_default(
     config: LimitsConfig,
 ) -> None:
-    config.set(Target("instagram", "account"), parse("30/h"))
+    config.set(LimitTarget("instagram", "account"), parse("30/h"))
     assert config.windows("instagram", "a1")[1] == parse("30/h")
-    assert config.resolve(Target("instagram", "account", "a1")).source == "platform override"
-    config.set(Target("instagram", "account", "a1"), parse("5/m,20/h"))
+    assert config.resolve(LimitTarget("instagram", "account", "a1")).source == "platform override"
+    config.set(LimitTarget("instagram", "account", "a1"), parse("5/m,20/h"))
     assert config.windows("instagram", "a1")[1] == parse("5/m,20/h")
     assert config.windows("instagram", "a2")[1] == parse("30/h")
-    assert config.resolve(Target("instagram", "account", "a1")).source == "override"
+    assert config.resolve(LimitTarget("instagram", "account", "a1")).source == "override"
 
 
 def test_another_process_change_is_seen_once_the_cache_is_stale(
@@ -175,7 +175,7 @@ def test_another_process_change_is_seen_once_the_cache_is_stale(
 def test_reset_returns_what_it_removed_and_none_when_there_was_nothing(
     config: LimitsConfig,
 ) -> None:
-    target = Target("youtube", "app")
+    target = LimitTarget("youtube", "app")
     before = config.set(target, parse("6/d"))
     assert (before.spec, before.source) == ("60/h", "default")
     removed = config.reset(target)

@@ -9,11 +9,11 @@ from typing import Any, cast
 
 import pytest
 
+from worker import runtime
 from worker.platforms.errors import PlatformUsage, RateLimitedError, TransientError
 from worker.resilience import limits_config, ratelimit
 from worker.resilience.limits_config import LimitsConfig, parse
-from worker.resilience.ratelimit import Call, Decision, RateLimiter, decision_from_reply
-from worker.settings import reset_settings
+from worker.resilience.ratelimit import Call, RateDecision, RateLimiter, decision_from_reply
 
 
 class NoRedis:
@@ -46,16 +46,16 @@ class Recording(RateLimiter):
 @pytest.fixture(autouse=True)
 def limits_on(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.delenv(limits_config.ENV_SWITCH, raising=False)
-    reset_settings()
+    runtime.reset()
     yield
     monkeypatch.undo()
-    reset_settings()
+    runtime.reset()
 
 
 def test_acquire_sends_both_scopes_keys_and_every_window_in_microseconds() -> None:
     limiter = Recording([1, 4, 0, 1_700_000_000_123_456])
     decision = limiter.acquire("instagram", "a1")
-    assert decision == Decision(True, 4, 0.0, 1_700_000_000_123_456)
+    assert decision == RateDecision(True, 4, 0.0, 1_700_000_000_123_456)
     (call,) = limiter.calls
     numkeys, *rest = call
     assert numkeys == 4
@@ -88,7 +88,7 @@ def test_peek_of_one_scope_sends_only_that_scope_and_no_tag() -> None:
 
 def test_a_reply_becomes_a_decision_with_seconds_and_redis_time() -> None:
     decision = decision_from_reply([0, 0, 2_250_000, 1_700_000_000_500_000])
-    assert decision == Decision(False, 0, 2.25, 1_700_000_000_500_000)
+    assert decision == RateDecision(False, 0, 2.25, 1_700_000_000_500_000)
     assert decision.at == pytest.approx(1_700_000_000.5)
 
 
@@ -96,7 +96,7 @@ def test_off_switch_admits_everything_without_touching_redis(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv(limits_config.ENV_SWITCH, "off")
-    reset_settings()
+    runtime.reset()
     limiter = RateLimiter(cast(Any, NoRedis()), "ns:rl", cast(Any, NoRedis()))
     assert limiter.acquire("instagram", "a1").allowed
     assert limiter.acquire("instagram", "a1").remaining == ratelimit.UNLIMITED

@@ -14,7 +14,7 @@ from worker.platforms.oauth import (
     app_credentials,
     redact,
 )
-from worker.security.tokens import TokenDecryptError
+from worker.security.cipher import TokenDecryptError
 from worker.settings import load_settings
 from worker.tokens.rotation import rewrapper
 

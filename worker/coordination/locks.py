@@ -15,13 +15,15 @@ from collections.abc import Iterator
 import structlog
 from redis.exceptions import LockError, LockNotOwnedError
 
+from worker.constants import KEY_LOCK
 from worker.coordination.redis_client import get_redis
+from worker.errors import RefusedError
 from worker.settings import get_settings
 
 log = structlog.get_logger(__name__)
 
 
-class AlreadyRunningError(Exception):
+class AlreadyRunningError(RefusedError):
     """Another process holds the lock; the caller skips its run."""
 
     def __init__(self, name: str) -> None:
@@ -33,7 +35,7 @@ class AlreadyRunningError(Exception):
 def singleton(name: str, ttl: float = 60.0) -> Iterator[None]:
     """Hold the deployment-wide lock `name` for the block, or raise `AlreadyRunningError`."""
     lock = get_redis().lock(
-        get_settings().key("lock", name), timeout=ttl, blocking=False, thread_local=False
+        get_settings().key(KEY_LOCK, name), timeout=ttl, blocking=False, thread_local=False
     )
     if not lock.acquire():
         raise AlreadyRunningError(name)

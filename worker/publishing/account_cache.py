@@ -25,10 +25,11 @@ import redis
 import structlog
 from sqlalchemy import select
 
+from worker.constants import KEY_ACCOUNT, KEY_ACCOUNT_GENERATION
 from worker.coordination.redis_client import get_redis
 from worker.db.models import SocialAccount
 from worker.db.session import unit_of_work
-from worker.security.tokens import get_cipher
+from worker.security.cipher import get_cipher
 from worker.settings import get_settings
 
 log = structlog.get_logger(__name__)
@@ -75,8 +76,8 @@ class PublishAccount:
 
 
 def _keys(account_id: uuid.UUID) -> tuple[str, str]:
-    entry = get_settings().key("account", str(account_id))
-    return entry, f"{entry}:gen"
+    entry = get_settings().key(KEY_ACCOUNT, str(account_id))
+    return entry, f"{entry}:{KEY_ACCOUNT_GENERATION}"
 
 
 def get_publish_account(account_id: uuid.UUID) -> PublishAccount | None:

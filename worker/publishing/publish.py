@@ -24,11 +24,12 @@ from worker.constants import (
     QUEUE_POSTS,
     TASK_PUBLISH,
 )
-from worker.db import posts
+from worker.db import posts, posts_queries
 from worker.db.accounts import mark_needs_reauth
 from worker.db.posts import AttemptRecord, Lease, Skip
 from worker.db.session import unit_of_work
 from worker.deadletter.letter import record_dead_letter
+from worker.errors import RefusedError
 from worker.observability.metrics import SCHEDULE_LAG
 from worker.platforms.base import Account, PlatformClient, PostRequest
 from worker.platforms.errors import AuthExpiredError, OutcomeUnknownError, PlatformError
@@ -36,7 +37,7 @@ from worker.platforms.registry import get_client
 from worker.publishing import guards
 from worker.publishing.account_cache import PublishAccount, get_publish_account
 from worker.publishing.enqueue import follow_up, follow_up_lease, send_publish
-from worker.resilience.retry import Decision, decide_with_settings
+from worker.resilience.retry import RetryDecision, decide_with_settings
 from worker.settings import Settings, get_settings
 
 log = structlog.get_logger(__name__)
@@ -46,7 +47,7 @@ log = structlog.get_logger(__name__)
 LEASE_CAP_FACTOR = 3
 
 
-class InvalidPublishInputError(ValueError):
+class InvalidPublishInputError(RefusedError, ValueError):
     """The message's arguments are not a post id (and an optional ISO time)."""
 
 
@@ -164,7 +165,7 @@ def _find_or_publish(
     client_ref = str(lease.post_id)
     if lease.earlier_outcome_unknown:
         with unit_of_work() as session:
-            since = posts.first_attempt_floor(session, lease.post_id)
+            since = posts_queries.first_attempt_floor(session, lease.post_id)
         # Back to the first attempt's start, however many posts landed since; a lookup
         # that cannot get that far raises OutcomeUnknownError: retried, not reposted.
         found = client.find_published(target, client_ref, since)
@@ -248,7 +249,7 @@ class _Recorder:
         log.info("publish.done", outcome=outcome, external_id=external_id)
         return Outcome(outcome, external_id)
 
-    def again(self, decision: Decision, error: PlatformError, settings: Settings) -> Outcome:
+    def again(self, decision: RetryDecision, error: PlatformError, settings: Settings) -> Outcome:
         record = self._record(_kind(error), error)
         delay, lease = decision.delay, self.lease
         with unit_of_work() as session:
@@ -280,4 +281,5 @@ class _Recorder:
 
     def transient_failures(self) -> int:
         with unit_of_work() as session:
-            return posts.count_attempts(session, self.lease.post_id, ("transient", "unknown"))
+            outcomes = ("transient", "unknown")
+            return posts_queries.count_attempts(session, self.lease.post_id, outcomes)

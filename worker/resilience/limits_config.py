@@ -8,7 +8,7 @@ form back (shortest window first).
 
 Each platform has two *scopes*: the app-wide cap (one key shared by every account of
 the platform: the platform's limit on our app) and the per-account limit. A
-:class:`Target` names what an operator configures: a platform's app-wide cap, its
+:class:`LimitTarget` names what an operator configures: a platform's app-wide cap, its
 per-account default, or one account. An account's windows are its own override,
 else the platform's per-account override, else :data:`ACCOUNT_DEFAULTS`.
 
@@ -36,6 +36,7 @@ import redis
 import structlog
 
 from worker.constants import PLATFORMS
+from worker.errors import RefusedError
 
 log = structlog.get_logger(__name__)
 
@@ -70,7 +71,7 @@ Windows = tuple["Window", ...]
 _PART = re.compile(r"^(?P<count>[^/]*)/(?P<mult>\d*)(?P<unit>.*)$")
 
 
-class LimitSpecError(ValueError):
+class LimitSpecError(RefusedError, ValueError):
     """A spec, platform or target that cannot be used; the message says why."""
 
 
@@ -147,7 +148,7 @@ def check_platform(platform: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class Target:
+class LimitTarget:
     """What an operator configures: ``app`` cap, or ``account`` (one, or all when id is None)."""
 
     platform: str
@@ -166,7 +167,7 @@ class Target:
         return f"{self.platform}:{self.kind}{suffix}"
 
     @classmethod
-    def from_field(cls, field: str) -> Target:
+    def from_field(cls, field: str) -> LimitTarget:
         platform, _, rest = field.partition(":")
         kind, _, account_id = rest.partition(":")
         if kind not in ("app", "account"):
@@ -232,7 +233,7 @@ class LimitsConfig:
         )
         return app, account
 
-    def resolve(self, target: Target) -> Resolved:
+    def resolve(self, target: LimitTarget) -> Resolved:
         """The windows that apply to ``target``, and whether they are a default or an override."""
         overrides = self.overrides()
         own = overrides.get(target.field)
@@ -241,12 +242,12 @@ class LimitsConfig:
         if target.kind == "app":
             return Resolved(self.app_defaults[target.platform], "default")
         if target.account_id is not None:
-            inherited = overrides.get(Target(target.platform, "account").field)
+            inherited = overrides.get(LimitTarget(target.platform, "account").field)
             if inherited is not None:
                 return Resolved(inherited, "platform override")
         return Resolved(self.account_defaults[target.platform], "default")
 
-    def set(self, target: Target, windows: Windows) -> Resolved:
+    def set(self, target: LimitTarget, windows: Windows) -> Resolved:
         """Override ``target`` everywhere (within :data:`CACHE_SECONDS`); returns what
         applied before."""
         before = self.resolve(target)
@@ -254,7 +255,7 @@ class LimitsConfig:
         self.invalidate()
         return before
 
-    def reset(self, target: Target) -> Resolved | None:
+    def reset(self, target: LimitTarget) -> Resolved | None:
         """Drop ``target``'s override (back to its default); the removed one, or None."""
         before = self.resolve(target)
         removed = self.client.hdel(self.hash_key, target.field)
@@ -278,7 +279,7 @@ def _valid(raw: Mapping[str, str]) -> dict[str, Windows]:
     parsed: dict[str, Windows] = {}
     for field, spec in raw.items():
         try:
-            Target.from_field(field)
+            LimitTarget.from_field(field)
             parsed[field] = parse(spec)
         except LimitSpecError as exc:
             log.warning("ratelimit.bad_override", field=field, spec=spec, error=str(exc))

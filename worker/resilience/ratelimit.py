@@ -33,7 +33,7 @@ a window (25/h -> 25/d), admissions older than the old longest window are not co
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import itertools
 import os
 import secrets
@@ -46,8 +46,16 @@ from uuid import UUID
 
 import redis
 import structlog
-from redis.exceptions import NoScriptError
+from redis.commands.core import Script
 
+from worker import runtime
+from worker.constants import (
+    KEY_RATELIMIT,
+    KEY_RATELIMIT_ACCOUNT,
+    KEY_RATELIMIT_APP,
+    KEY_RATELIMIT_BLOCK,
+    KEY_RATELIMIT_CONFIG,
+)
 from worker.platforms.errors import (
     DEFAULT_RETRY_AFTER_S,
     PlatformError,
@@ -60,7 +68,7 @@ from worker.resilience.limits_config import Kind, LimitsConfig, Windows
 log = structlog.get_logger(__name__)
 
 #: Key part under the namespace for everything the limiter stores.
-KEY_PREFIX: Final = "rl"
+KEY_PREFIX: Final = KEY_RATELIMIT
 #: ``remaining`` reported while limits are off.
 UNLIMITED: Final = 1_000_000_000
 #: Longest block a platform answer can impose (s): YouTube's upload limit is a day.
@@ -68,9 +76,8 @@ MAX_PENALTY_S: Final = 2 * 86400.0
 #: Platform error codes that throttle the whole app, not one account: Graph's app
 #: limit (4) and Google's per-project quota reasons.
 APP_WIDE_CODES: Final = frozenset({4, "quotaExceeded", "dailyLimitExceeded"})
-#: The decision script (KEYS and ARGV are described at its top) and its SHA-1.
+#: The decision script (KEYS and ARGV are described at its top).
 SCRIPT: Final = Path(__file__).with_name("ratelimit.lua").read_text()
-SCRIPT_SHA: Final = hashlib.sha1(SCRIPT.encode(), usedforsecurity=False).hexdigest()
 
 AccountId = str | UUID | None
 #: One script call: the number of keys, then keys and arguments.
@@ -78,7 +85,7 @@ Call = tuple[int, *tuple[str, ...]]
 
 
 @dataclass(frozen=True, slots=True)
-class Decision:
+class RateDecision:
     """One answer. ``at_us`` is Redis's clock (µs since the epoch) when it was made."""
 
     allowed: bool
@@ -96,22 +103,18 @@ def _new_tag() -> str:
     return f"{os.getpid():x}.{secrets.token_hex(3)}."
 
 
+#: This process's tag prefix (worker.runtime: a forked child draws a fresh one).
+_tag_prefix = runtime.cached("rate-limit log tag", _new_tag)
+
+
 class _Tags:
     """Log members must be unique across callers: pid + random, fresh after fork."""
 
-    prefix = _new_tag()
     counter = itertools.count()
 
     @classmethod
     def next(cls) -> str:
-        return f"{cls.prefix}{next(cls.counter)}"
-
-    @classmethod
-    def renew(cls) -> None:
-        cls.prefix = _new_tag()
-
-
-os.register_at_fork(after_in_child=_Tags.renew)
+        return f"{_tag_prefix()}{next(cls.counter)}"
 
 
 def _us(seconds: float) -> int:
@@ -124,14 +127,22 @@ class RateLimiter:
     def __init__(self, client: redis.Redis, prefix: str, config: LimitsConfig | None = None):
         self.redis = client
         self.prefix = prefix
-        self.config = config or LimitsConfig(client, f"{prefix}:config")
+        self.config = config or LimitsConfig(client, f"{prefix}:{KEY_RATELIMIT_CONFIG}")
+
+    @functools.cached_property
+    def script(self) -> Script:
+        """The decision script on this client: redis-py loads it on NOSCRIPT (a server
+        that never saw it, or restarted), also in pipelines. Made on first use, so a
+        limiter that is off never touches Redis."""
+        return self.redis.register_script(SCRIPT)
 
     def keys(self, platform: str, kind: Kind, account_id: AccountId = None) -> tuple[str, str]:
         """The (log, block) keys of a scope: the app-wide cap, or one account."""
-        base = f"{self.prefix}:{{{platform}}}:" + ("app" if kind == "app" else f"acct:{account_id}")
-        return base, f"{base}:block"
+        scope = (KEY_RATELIMIT_APP,) if kind == "app" else (KEY_RATELIMIT_ACCOUNT, str(account_id))
+        base = ":".join((self.prefix, f"{{{platform}}}", *scope))
+        return base, f"{base}:{KEY_RATELIMIT_BLOCK}"
 
-    def acquire(self, platform: str, account_id: AccountId) -> Decision:
+    def acquire(self, platform: str, account_id: AccountId) -> RateDecision:
         """Take one slot in the app-wide cap and (with an account) the account's limit.
 
         Refused: nothing is taken; wait ``retry_after`` seconds. ``account_id=None``
@@ -141,8 +152,9 @@ class RateLimiter:
             return _unlimited()
         return decision_from_reply(self._eval(self._call("acquire", platform, account_id)))
 
-    def acquire_many(self, requests: Iterable[tuple[str, AccountId]]) -> list[Decision]:
-        """``acquire`` for each ``(platform, account_id)`` in one pipelined round trip.
+    def acquire_many(self, requests: Iterable[tuple[str, AccountId]]) -> list[RateDecision]:
+        """``acquire`` for each ``(platform, account_id)`` in one pipelined round trip
+        (after redis-py's ``SCRIPT EXISTS`` check, one per batch).
 
         Each is its own atomic decision, in order (a later one sees earlier admissions).
         """
@@ -151,17 +163,17 @@ class RateLimiter:
         calls = [self._call("acquire", p, a) for p, a in requests]
         with self.redis.pipeline(transaction=False) as pipe:
             for call in calls:
-                pipe.evalsha(SCRIPT_SHA, *call)
+                self.script(*_split(call), client=pipe)
+            # The pipeline makes sure the script is loaded before it sends the batch.
             replies: list[Any] = pipe.execute(raise_on_error=False)
-        missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
-        for i in missing:  # Redis lost its script cache (restart): these never ran
-            replies[i] = self._eval(calls[i])
         for reply in replies:
             if isinstance(reply, Exception):
                 raise reply
         return [decision_from_reply(reply) for reply in replies]
 
-    def peek(self, platform: str, account_id: AccountId, *, only: Kind | None = None) -> Decision:
+    def peek(
+        self, platform: str, account_id: AccountId, *, only: Kind | None = None
+    ) -> RateDecision:
         """What ``acquire`` would answer now, taking nothing (``only``: one scope)."""
         if not limits_config.enabled():
             return _unlimited()
@@ -222,44 +234,38 @@ class RateLimiter:
         return (len(keys), *(keys + args))
 
     def _eval(self, call: Call) -> list[Any]:
-        try:
-            return cast("list[Any]", self.redis.evalsha(SCRIPT_SHA, *call))
-        except NoScriptError:  # first use on this server, or it restarted: never ran
-            self.redis.script_load(SCRIPT)
-            return cast("list[Any]", self.redis.evalsha(SCRIPT_SHA, *call))
+        """One script call, one EVALSHA (plus a load on NOSCRIPT)."""
+        return cast("list[Any]", self.script(*_split(call)))
 
 
-def decision_from_reply(reply: Sequence[Any]) -> Decision:
-    """The script's ``{allowed, remaining, retry_after µs, now µs}`` as a :class:`Decision`."""
+def _split(call: Call) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """A call's (keys, args)."""
+    numkeys = call[0]
+    keys, args = call[1 : numkeys + 1], call[numkeys + 1 :]
+    return cast("tuple[str, ...]", keys), cast("tuple[str, ...]", args)
+
+
+def decision_from_reply(reply: Sequence[Any]) -> RateDecision:
+    """The script's ``{allowed, remaining, retry_after µs, now µs}`` as a :class:`RateDecision`."""
     allowed, remaining, wait_us, now_us = (int(value) for value in reply)
-    return Decision(bool(allowed), remaining, wait_us / 1e6, now_us)
+    return RateDecision(bool(allowed), remaining, wait_us / 1e6, now_us)
 
 
-def _unlimited() -> Decision:
-    return Decision(True, UNLIMITED, 0.0, time.time_ns() // 1000)
+def _unlimited() -> RateDecision:
+    return RateDecision(True, UNLIMITED, 0.0, time.time_ns() // 1000)
 
 
 def _text(account_id: AccountId) -> str | None:
     return None if account_id is None else str(account_id)
 
 
-class _Current:
-    limiter: RateLimiter | None = None
-
-
-def get_limiter() -> RateLimiter:
-    """This process's limiter, rebuilt whenever ``get_redis()`` hands out a new client
-    (after fork, or when tests move to another namespace)."""
+def _build_limiter() -> RateLimiter:
     from worker.coordination.redis_client import get_redis
     from worker.settings import get_settings
 
-    client = get_redis()
-    current = _Current.limiter
-    if current is None or current.redis is not client:
-        current = _Current.limiter = RateLimiter(client, get_settings().key(KEY_PREFIX))
-    return current
+    return RateLimiter(get_redis(), get_settings().key(KEY_PREFIX))
 
 
-def reset_limiter() -> None:
-    """Forget this process's limiter (its config cache goes with it)."""
-    _Current.limiter = None
+#: This process's limiter (worker.runtime: rebuilt with the Redis client, on reset and
+#: after fork; its config cache goes with it).
+get_limiter = runtime.cached("rate limiter", _build_limiter)

@@ -25,7 +25,11 @@ Action = Literal["retry", "defer", "dead"]
 
 
 @dataclass(frozen=True)
-class Decision:
+class RetryDecision:
+    """What to do after a failed platform call: ``retry`` after ``delay`` seconds,
+    ``defer`` that long without spending a retry, or ``dead`` (dead letters); ``reason``
+    says why, for logs and the post's last error."""
+
     action: Action
     delay: float
     reason: str
@@ -45,22 +49,22 @@ def decide(
     base: float,
     cap: float,
     rng: random.Random | None = None,
-) -> Decision:
+) -> RetryDecision:
     """`failures` counts transient failures so far, this one included."""
     if isinstance(error, RateLimitedError):
-        return Decision("defer", max(error.retry_after, 0.0), "rate limited by the platform")
+        return RetryDecision("defer", max(error.retry_after, 0.0), "rate limited by the platform")
     if isinstance(error, AuthExpiredError):
-        return Decision("dead", 0.0, "authorization expired or revoked: account needs re-auth")
+        return RetryDecision("dead", 0.0, "authorization expired or revoked: account needs re-auth")
     if isinstance(error, PermanentError) or not isinstance(error, TransientError):
-        return Decision("dead", 0.0, "rejected by the platform (permanent)")
+        return RetryDecision("dead", 0.0, "rejected by the platform (permanent)")
     if failures >= max_failures:
-        return Decision("dead", 0.0, f"gave up after {failures} transient failures")
+        return RetryDecision("dead", 0.0, f"gave up after {failures} transient failures")
     delay = backoff(failures, base, cap, rng)
     hinted = error.retry_after or 0.0
-    return Decision("retry", max(delay, min(hinted, cap)), "transient failure")
+    return RetryDecision("retry", max(delay, min(hinted, cap)), "transient failure")
 
 
-def decide_with_settings(error: PlatformError, failures: int, settings: Settings) -> Decision:
+def decide_with_settings(error: PlatformError, failures: int, settings: Settings) -> RetryDecision:
     """`decide` with the deployment's retry policy (HERALD_PUBLISH_MAX_ATTEMPTS, …)."""
     return decide(
         error,

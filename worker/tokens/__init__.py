@@ -5,6 +5,6 @@
 * :mod:`.sweep` — find the accounts due and send their refreshes (``tokens.refresh_expiring``);
 * :mod:`.rotation` — re-encrypt every account's tokens with the newest key.
 
-Encryption itself is :mod:`worker.security.tokens`; the platforms' token endpoints are
+Encryption itself is :mod:`worker.security.cipher`; the platforms' token endpoints are
 :mod:`worker.platforms.oauth`.
 """

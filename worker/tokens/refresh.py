@@ -27,7 +27,7 @@ from typing import Final
 import structlog
 from celery.exceptions import SoftTimeLimitExceeded
 
-from worker.constants import QUEUE_TOKENS, TASK_REFRESH
+from worker.constants import KEY_TOKEN_FAILURES, LOCK_REFRESH, QUEUE_TOKENS, TASK_REFRESH
 from worker.coordination.locks import AlreadyRunningError, singleton
 from worker.coordination.redis_client import get_redis
 from worker.db import audit
@@ -43,18 +43,14 @@ from worker.platforms.errors import AuthExpiredError, PlatformError, TransientEr
 from worker.platforms.oauth import TokenEndpoint, app_credentials
 from worker.publishing import guards
 from worker.resilience.retry import decide_with_settings
-from worker.security.tokens import TokenDecryptError
+from worker.security.cipher import TokenDecryptError
 from worker.settings import Settings, get_settings
 from worker.tokens.policy import RefreshPolicy
 
 log = structlog.get_logger(__name__)
 
-#: Lock name prefix; the account id follows (`<namespace>:lock:token-refresh:<id>`).
-LOCK_PREFIX: Final = "token-refresh"
 #: Seconds the lock lives without its holder's watchdog (a killed holder frees it then).
 LOCK_TTL: Final = 60.0
-#: Redis key parts of an account's transient-failure count: `<ns>:tokens:failures:<id>`.
-KEY_FAILURES: Final = ("tokens", "failures")
 #: Seconds a failure count outlives its last failure.
 FAILURES_TTL: Final = 24 * 3600
 #: Audit actor of refreshes (the worker, not a person).
@@ -90,7 +86,7 @@ def refresh_account(
         return _finish(result)
     structlog.contextvars.bind_contextvars(account_id=str(parsed))
     try:
-        with singleton(f"{LOCK_PREFIX}:{parsed}", ttl=LOCK_TTL):
+        with singleton(f"{LOCK_REFRESH}:{parsed}", ttl=LOCK_TTL):
             result = _refresh_locked(get_settings(), parsed, task_id, now)
     except AlreadyRunningError:
         result = RefreshResult("skipped", detail="another refresh of this account is running")
@@ -236,7 +232,7 @@ def _dead_letter(
 
 
 def _failures_key(account_id: uuid.UUID) -> str:
-    return get_settings().key(*KEY_FAILURES, str(account_id))
+    return get_settings().key(*KEY_TOKEN_FAILURES, str(account_id))
 
 
 def _count_failure(account_id: uuid.UUID) -> int:

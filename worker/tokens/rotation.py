@@ -20,7 +20,7 @@ import structlog
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from worker.db.accounts import RotationBatch, rotate_batch
-from worker.security.tokens import TokenDecryptError
+from worker.security.cipher import TokenDecryptError
 
 log = structlog.get_logger(__name__)
 

@@ -9,19 +9,20 @@ works out of the box; production refuses to start without keys (settings).
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
+from worker import runtime
+from worker.errors import RefusedError
 from worker.settings import Settings, get_settings
 
 #: File under HERALD_HOME holding the generated development key.
 DEV_KEY_FILE = "dev-token-key"
 
 
-class TokenDecryptError(Exception):
+class TokenDecryptError(RefusedError):
     """A stored token cannot be decrypted with any configured key (wrong or missing key)."""
 
 
@@ -74,11 +75,5 @@ def _development_key(home: Path) -> str:
     return path.read_text().strip()
 
 
-@functools.cache
-def get_cipher() -> TokenCipher:
-    """This process's cipher, from settings."""
-    return TokenCipher(configured_keys(get_settings()))
-
-
-def reset_cipher() -> None:
-    get_cipher.cache_clear()
+#: This process's cipher, from settings (worker.runtime: `runtime.reset()` re-reads the keys).
+get_cipher = runtime.cached("token cipher", lambda: TokenCipher(configured_keys(get_settings())))
