@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 import structlog
@@ -24,7 +25,8 @@ log = structlog.get_logger(__name__)
     time_limit=3600,
 )
 def archive() -> dict[str, Any]:
-    """Archive under the singleton lock; a run that finds it held is skipped."""
+    """Archive under the singleton lock; a run that finds it held is skipped. Returns the
+    run's `ArchiveReport` as JSON (Celery's serializer takes no dataclass)."""
     try:
         with singleton(LOCK_NAME, LOCK_TTL):
             report = run_archive(get_settings())
@@ -33,8 +35,8 @@ def archive() -> dict[str, Any]:
         return {"skipped": "already running"}
     log.info(
         "archive.done",
-        posts_archived=report["posts"]["archived"],
-        partitions_exported=[e["partition"] for e in report["attempts"]["exported"]],
-        partitions_created=report["attempts"]["created"],
+        posts_archived=report.posts.archived,
+        partitions_exported=[e.partition for e in report.attempts.exported],
+        partitions_created=report.attempts.created,
     )
-    return report
+    return asdict(report)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TypedDict
 
 import structlog
 
@@ -19,6 +19,17 @@ log = structlog.get_logger(__name__)
 TIME_LIMIT = 6 * 3600
 
 
+class BackupTaskResult(TypedDict, total=False):
+    """The task's JSON result: `skipped` (why) or the backup's summary."""
+
+    skipped: str
+    id: int
+    status: str
+    size_bytes: int | None
+    verify_ok: bool | None
+    deleted: list[int]
+
+
 @app.task(
     name=TASK_BACKUP,
     # Not redelivered: a backup outlives the broker's visibility timeout, and a missed
@@ -27,19 +38,19 @@ TIME_LIMIT = 6 * 3600
     soft_time_limit=TIME_LIMIT,
     time_limit=TIME_LIMIT + 60,
 )
-def backup() -> dict[str, Any]:
+def backup() -> BackupTaskResult:
     """Dump the database, verify the dump restores, apply retention."""
     try:
         row = run_backup(get_settings())
     except AlreadyRunningError:
         log.info("backup.skipped", reason="another backup is running")
         return {"skipped": "another backup is running"}
-    if row.get("verify_ok") is False:
-        log.error("backup.unverified", backup_id=row["id"], result=row.get("verify_result"))
+    if row.verify_ok is False:
+        log.error("backup.unverified", backup_id=row.id, result=row.verify_result)
     return {
-        "id": row["id"],
-        "status": row["status"],
-        "size_bytes": row["size_bytes"],
-        "verify_ok": row["verify_ok"],
-        "deleted": row["deleted"],
+        "id": row.id,
+        "status": row.status,
+        "size_bytes": row.size_bytes,
+        "verify_ok": row.verify_ok,
+        "deleted": row.deleted,
     }

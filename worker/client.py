@@ -23,10 +23,12 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from sqlalchemy.orm import Session
 
-from worker.db import posts_api
+from worker.db import posts, posts_queries
+from worker.db.accounts import AccountNotFound
 from worker.db.models import POST_STATUSES
-from worker.db.posts_api import PostAccount, PostView
+from worker.db.posts_queries import PostAccount, PostView
 from worker.db.session import in_transaction, unit_of_work
+from worker.errors import HeraldClientError
 from worker.settings import get_settings
 
 __all__ = [
@@ -65,14 +67,6 @@ MEDIA_RULES: Final = {
 _PLATFORM_NAMES: Final = {"instagram": "Instagram", "facebook": "Facebook", "youtube": "YouTube"}
 
 
-class HeraldClientError(ValueError):
-    """A refused request; the message names the field and what is wrong with it."""
-
-    def __init__(self, message: str, problems: Sequence[str] = ()) -> None:
-        super().__init__(message)
-        self.problems = list(problems) or [message]
-
-
 class InvalidInputError(HeraldClientError):
     """A field's value is malformed or does not suit the platform."""
 
@@ -81,8 +75,8 @@ class ScheduledInPastError(InvalidInputError):
     """``scheduled_at`` is further in the past than :func:`past_grace`."""
 
 
-class UnknownAccountError(HeraldClientError):
-    """No account has this id."""
+#: No account has this id: the accounts repository's one "account not found" error.
+UnknownAccountError = AccountNotFound
 
 
 class AccountInactiveError(HeraldClientError):
@@ -254,7 +248,7 @@ def schedule_post(
     new = validated(NewPost, {**fields, "media": media, "request_id": request_id}, utc_now())
 
     def work(session: Session) -> uuid.UUID:
-        account = posts_api.account_for_post(session, new.account_id)
+        account = posts_queries.account_for_post(session, new.account_id)
         if account is None:
             raise UnknownAccountError(f"account_id: no account {new.account_id}")
         if not account.is_active:
@@ -265,7 +259,7 @@ def schedule_post(
                 f"{_PLATFORM_NAMES[account.platform]} again before it can publish"
             )
         check_for_platform(account.platform, new.content, new.media)
-        return posts_api.insert_post(
+        return posts.insert_post(
             session,
             account,
             content=new.content,
@@ -282,7 +276,7 @@ def schedule_post(
 def _lock_modifiable(session: Session, post_id: uuid.UUID, action: str) -> None:
     """Lock the row (waiting for the publish path if it holds it); raise unless the
     post is still scheduled or queued."""
-    status = posts_api.lock_status(session, post_id)
+    status = posts.lock_status(session, post_id)
     if status is None:
         raise UnknownPostError(f"post_id: no post {post_id}")
     if status == "publishing":
@@ -290,7 +284,7 @@ def _lock_modifiable(session: Session, post_id: uuid.UUID, action: str) -> None:
             f"post {post_id} is being published right now; it can no longer be {action}",
             status,
         )
-    if status not in posts_api.MODIFIABLE_STATUSES:
+    if status not in posts.MODIFIABLE_STATUSES:
         raise PostNotModifiableError(
             f"post {post_id} is {status}; only scheduled or queued posts can be {action}",
             status,
@@ -307,7 +301,7 @@ def cancel_post(post_id: uuid.UUID | str) -> None:
 
     def work(session: Session) -> None:
         _lock_modifiable(session, parsed, "cancelled")
-        posts_api.set_cancelled(session, parsed)
+        posts.set_cancelled(session, parsed)
 
     in_transaction(work)
     log.info("post.cancelled", post_id=str(parsed))
@@ -324,7 +318,7 @@ def reschedule_post(post_id: uuid.UUID | str, scheduled_at: datetime) -> None:
 
     def work(session: Session) -> None:
         _lock_modifiable(session, parsed, "rescheduled")
-        posts_api.set_rescheduled(session, parsed, new.scheduled_at)
+        posts.set_rescheduled(session, parsed, new.scheduled_at)
 
     in_transaction(work)
     log.info("post.rescheduled", post_id=str(parsed), scheduled_at=new.scheduled_at.isoformat())
@@ -334,7 +328,7 @@ def get_post(post_id: uuid.UUID | str) -> PostView:
     """The post, or :class:`UnknownPostError`."""
     parsed = parse_id("post_id", post_id, UnknownPostError)
     with unit_of_work() as session:
-        view = posts_api.fetch_post(session, parsed)
+        view = posts_queries.fetch_post(session, parsed)
     if view is None:
         raise UnknownPostError(f"post_id: no post {parsed}")
     return view
@@ -353,4 +347,4 @@ def list_posts(
         raise InvalidInputError(f"limit: must be a whole number from 1 to {MAX_LIST_LIMIT}")
     account = None if account_id is None else parse_id("account_id", account_id, InvalidInputError)
     with unit_of_work() as session:
-        return posts_api.fetch_posts(session, status, account, limit)
+        return posts_queries.fetch_posts(session, status, account, limit)

@@ -8,20 +8,22 @@ changes nothing: no rows, no DDL, no files.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Literal, overload
 
 from sqlalchemy import Engine
 
 from worker.archival import attempts, posts
+from worker.constants import LOCK_ARCHIVE
 from worker.db.engine import get_engine
 from worker.db.models import ARCHIVABLE_POST_STATUSES
 from worker.db.partitions import MonthlyPartition
 from worker.settings import Settings
 
 #: The deployment-wide lock every real run holds (beat's task and `herald archive`).
-LOCK_NAME = "archive"
+LOCK_NAME = LOCK_ARCHIVE
 #: Seconds a killed run's lock outlives it (a live run's watchdog keeps extending it).
 LOCK_TTL = 30.0
 
@@ -31,10 +33,105 @@ def export_dir(settings: Settings) -> Path:
     return settings.backup_dir / "archive"
 
 
+@dataclass(frozen=True)
+class PostsPlan:
+    """Finished posts older than `cutoff` that a run would move, in `batches`."""
+
+    cutoff: str
+    statuses: list[str]
+    batch_size: int
+    to_archive: int
+    batches: int
+
+
+@dataclass(frozen=True)
+class PostsMoved:
+    """Finished posts moved to scheduled_posts_archive (`before`/`after`: archivable rows)."""
+
+    cutoff: str
+    statuses: list[str]
+    batch_size: int
+    before: int
+    archived: int
+    after: int
+    batches: int
+    seconds: float
+    rows_per_s: float
+
+
+@dataclass(frozen=True)
+class PartitionRows:
+    """An expired post_attempts partition a run would export and drop."""
+
+    partition: str
+    rows: int
+
+
+@dataclass(frozen=True)
+class PartitionExport:
+    """An expired partition exported (file, its sha256 and size) and dropped."""
+
+    partition: str
+    rows: int
+    file: str
+    sha256: str
+    bytes: int
+
+
+@dataclass(frozen=True)
+class AttemptsPlan:
+    """Partitions a run would create ahead and export (older than `expired_before`)."""
+
+    retention_months: int
+    expired_before: str
+    directory: str
+    to_create: list[str]
+    to_export: list[PartitionRows]
+
+
+@dataclass(frozen=True)
+class AttemptsRetired:
+    """Partitions created ahead, and expired ones exported into `directory` and dropped."""
+
+    retention_months: int
+    expired_before: str
+    directory: str
+    created: list[str]
+    exported: list[PartitionExport]
+
+
+@dataclass(frozen=True)
+class ArchivePlan:
+    """A dry run's report: what a run at `at` (ISO-8601) would do; nothing changed."""
+
+    dry_run: Literal[True]
+    at: str
+    posts: PostsPlan
+    attempts: AttemptsPlan
+
+
+@dataclass(frozen=True)
+class ArchiveReport:
+    """A run's report: what it did at `at` (ISO-8601)."""
+
+    dry_run: Literal[False]
+    at: str
+    posts: PostsMoved
+    attempts: AttemptsRetired
+
+
+@overload
+def run_archive(
+    settings: Settings, *, dry_run: Literal[False] = False, now: datetime | None = None
+) -> ArchiveReport: ...
+@overload
+def run_archive(
+    settings: Settings, *, dry_run: Literal[True], now: datetime | None = None
+) -> ArchivePlan: ...
 def run_archive(
     settings: Settings, *, dry_run: bool = False, now: datetime | None = None
-) -> dict[str, Any]:
-    """Archive (or, with `dry_run`, say what would be archived); return a JSON-able report."""
+) -> ArchiveReport | ArchivePlan:
+    """Archive (or, with `dry_run`, say what would be archived); return the report."""
     now = now or datetime.now(UTC)
     engine = get_engine()
     cutoff = now - timedelta(days=settings.archive_after_days)
@@ -47,60 +144,53 @@ def run_archive(
         )
         expired = [(part, attempts.count_rows(conn, part)) for part in plan.expired]
         archivable = posts.count_archivable(conn, cutoff)
-    report: dict[str, Any] = {"dry_run": dry_run, "at": now.isoformat()}
-    posts_section: dict[str, Any] = {
-        "cutoff": cutoff.isoformat(),
-        "statuses": list(ARCHIVABLE_POST_STATUSES),
-        "batch_size": settings.archive_batch_size,
-    }
-    attempts_section: dict[str, Any] = {
-        "retention_months": settings.attempts_retention_months,
-        "expired_before": plan.cutoff.isoformat(),
-        "directory": str(export_dir(settings)),
-    }
+    common_posts = (cutoff.isoformat(), list(ARCHIVABLE_POST_STATUSES), settings.archive_batch_size)
+    common_attempts = (
+        settings.attempts_retention_months,
+        plan.cutoff.isoformat(),
+        str(export_dir(settings)),
+    )
     if dry_run:
-        posts_section["to_archive"] = archivable
-        posts_section["batches"] = -(-archivable // settings.archive_batch_size)
-        attempts_section["to_create"] = [part.name for part in plan.to_create]
-        attempts_section["to_export"] = [
-            {"partition": part.name, "rows": rows} for part, rows in expired
-        ]
-    else:
-        attempts_section["created"] = attempts.create_ahead(
-            engine, today=now.date(), ahead=settings.partitions_ahead
+        return ArchivePlan(
+            dry_run=True,
+            at=now.isoformat(),
+            posts=PostsPlan(
+                *common_posts,
+                to_archive=archivable,
+                batches=-(-archivable // settings.archive_batch_size),
+            ),
+            attempts=AttemptsPlan(
+                *common_attempts,
+                to_create=[part.name for part in plan.to_create],
+                to_export=[PartitionRows(part.name, rows) for part, rows in expired],
+            ),
         )
-        posts_section.update(_move_posts(cutoff, settings.archive_batch_size, now))
-        attempts_section["exported"] = _retire(engine, [p for p, _ in expired], settings)
-    report["posts"] = posts_section
-    report["attempts"] = attempts_section
-    return report
-
-
-def _move_posts(cutoff: datetime, batch_size: int, stamp: datetime) -> dict[str, Any]:
-    result = posts.archive_posts(cutoff, batch_size, stamp)
-    return {
-        "before": result.before,
-        "archived": result.archived,
-        "after": result.after,
-        "batches": result.batches,
-        "seconds": round(result.seconds, 3),
-        "rows_per_s": round(result.rows_per_s, 1),
-    }
+    created = attempts.create_ahead(engine, today=now.date(), ahead=settings.partitions_ahead)
+    moved = posts.archive_posts(cutoff, settings.archive_batch_size, now)
+    exported = _retire(engine, [p for p, _ in expired], settings)
+    return ArchiveReport(
+        dry_run=False,
+        at=now.isoformat(),
+        posts=PostsMoved(
+            *common_posts,
+            before=moved.before,
+            archived=moved.archived,
+            after=moved.after,
+            batches=moved.batches,
+            seconds=round(moved.seconds, 3),
+            rows_per_s=round(moved.rows_per_s, 1),
+        ),
+        attempts=AttemptsRetired(*common_attempts, created=created, exported=exported),
+    )
 
 
 def _retire(
     engine: Engine, expired: list[MonthlyPartition], settings: Settings
-) -> list[dict[str, Any]]:
+) -> list[PartitionExport]:
     done = []
     for part in expired:
         export = attempts.retire(engine, part, export_dir(settings))
         done.append(
-            {
-                "partition": part.name,
-                "rows": export.rows,
-                "file": export.file,
-                "sha256": export.sha256,
-                "bytes": export.bytes,
-            }
+            PartitionExport(part.name, export.rows, export.file, export.sha256, export.bytes)
         )
     return done

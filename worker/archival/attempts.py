@@ -32,6 +32,7 @@ from worker.db.partitions import (
     month_start,
     monthly_partitions,
 )
+from worker.errors import RefusedError
 
 log = structlog.get_logger(__name__)
 
@@ -40,7 +41,7 @@ log = structlog.get_logger(__name__)
 DETACH_LOCK_TIMEOUT = "5s"
 
 
-class PartitionBusyError(Exception):
+class PartitionBusyError(RefusedError):
     """post_attempts stayed locked past DETACH_LOCK_TIMEOUT; nothing was dropped."""
 
 

@@ -26,6 +26,7 @@ import psycopg
 from psycopg import sql
 
 from worker.backups.files import create_private, fsync_dir, write_durably
+from worker.errors import RefusedError
 
 #: Rows are buffered up to this many bytes per write to the compressor.
 _WRITE_CHUNK = 1 << 20
@@ -34,7 +35,7 @@ _GZIP_LEVEL = 5
 FORMAT = "jsonl.gz"
 
 
-class ExportError(Exception):
+class ExportError(RefusedError):
     """An export is incomplete or does not match its table: nothing may be dropped."""
 
 

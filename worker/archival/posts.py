@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 
 from worker.db.models import ARCHIVABLE_POST_STATUSES, ArchivedPost, ScheduledPost
 from worker.db.session import in_transaction
+from worker.errors import RefusedError
 
 log = structlog.get_logger(__name__)
 
@@ -62,7 +63,7 @@ MOVE_BATCH = text(
 )
 
 
-class ArchiveMismatchError(Exception):
+class ArchiveMismatchError(RefusedError):
     """Row counts do not add up (rows before != rows after + rows archived)."""
 
 

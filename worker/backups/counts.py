@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 import psycopg
 from psycopg import sql
@@ -39,10 +39,17 @@ def count_rows(conn: psycopg.Connection[Any]) -> dict[str, int]:
     return counts
 
 
-def mismatches(expected: dict[str, int], actual: dict[str, int]) -> dict[str, dict[str, Any]]:
+class Mismatch(TypedDict):
+    """One table's row count at backup time and after the restore (None: table missing)."""
+
+    expected: int
+    actual: int | None
+
+
+def mismatches(expected: dict[str, int], actual: dict[str, int]) -> dict[str, Mismatch]:
     """Tables whose restored count differs from the backup's (None: table missing)."""
     return {
-        table: {"expected": rows, "actual": actual.get(table)}
+        table: Mismatch(expected=rows, actual=actual.get(table))
         for table, rows in sorted(expected.items())
         if actual.get(table) != rows
     }

@@ -19,6 +19,8 @@ from typing import BinaryIO
 
 from cryptography.fernet import Fernet, InvalidToken
 
+from worker.errors import RefusedError
+
 MAGIC = b"HRLDENC1"
 #: Plaintext bytes per token: big enough that the per-token cost is noise.
 CHUNK = 1024 * 1024
@@ -26,7 +28,7 @@ _FRAME = struct.Struct(">I")
 _HEADER = struct.Struct(">QB")
 
 
-class BackupDecryptError(Exception):
+class BackupDecryptError(RefusedError):
     """The file is not a readable encrypted backup (wrong key, damaged, truncated)."""
 
 

@@ -31,14 +31,15 @@ from worker.backups import store
 from worker.backups.counts import count_rows
 from worker.backups.crypto import CHUNK, encrypt_chunks
 from worker.backups.files import create_private, fsync_dir, write_durably
-from worker.backups.pgtools import PgTools, Target, find_tools
+from worker.backups.pgtools import DatabaseTarget, PgTools, find_tools
 from worker.db.engine import libpq_url
+from worker.errors import RefusedError
 from worker.settings import Settings
 
 log = structlog.get_logger(__name__)
 
 
-class BackupError(RuntimeError):
+class BackupError(RefusedError, RuntimeError):
     """A backup could not be taken; the row says `failed` with this message."""
 
 
@@ -54,7 +55,7 @@ def fernet_of(settings: Settings) -> Fernet | None:
     return Fernet(key.get_secret_value().strip()) if key is not None else None
 
 
-def take_backup(settings: Settings) -> dict[str, Any]:
+def take_backup(settings: Settings) -> store.BackupRecord:
     """Dump the configured database into a new file; return its `backups` row."""
     assert settings.database_url is not None, "settings must be resolved (get_settings())"
     directory = settings.backup_dir.resolve()
@@ -65,10 +66,10 @@ def take_backup(settings: Settings) -> dict[str, Any]:
     row = store.get(backup_id)
     assert row is not None
     started = time.monotonic()
-    log.info("backup.started", backup_id=backup_id, file=row["file"])
+    log.info("backup.started", backup_id=backup_id, file=row.file)
     try:
         tools = find_tools(settings)
-        written = write_dump(settings.database_url, tools, Path(row["file"]), fernet_of(settings))
+        written = write_dump(settings.database_url, tools, Path(row.file), fernet_of(settings))
     except BaseException as exc:  # interrupted too (time limit, Ctrl-C): never left running
         message = _describe(exc, settings.database_url)
         store.fail(backup_id, message)
@@ -92,7 +93,7 @@ def take_backup(settings: Settings) -> dict[str, Any]:
 
 def _describe(exc: BaseException, database_url: str) -> str:
     message = str(exc) or type(exc).__name__
-    password = Target.of(database_url).env.get("PGPASSWORD")
+    password = DatabaseTarget.of(database_url).env.get("PGPASSWORD")
     return message.replace(password, "***") if password else message
 
 
@@ -138,7 +139,7 @@ def _snapshot(database_url: str) -> Iterator[tuple[psycopg.Connection[Any], str]
 def _stream_pg_dump(
     tools: PgTools, database_url: str, snapshot: str, out_path: Path, fernet: Fernet | None
 ) -> tuple[int, str]:
-    target = Target.of(database_url)
+    target = DatabaseTarget.of(database_url)
     argv = [
         tools.pg_dump,
         "--format=custom",

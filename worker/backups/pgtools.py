@@ -22,6 +22,7 @@ import psycopg
 from sqlalchemy.engine import URL, make_url
 
 from worker.db.engine import libpq_url
+from worker.errors import RefusedError
 from worker.settings import Settings
 
 #: Where Debian/Ubuntu install each PostgreSQL major version's client tools.
@@ -29,7 +30,7 @@ DEBIAN_PG_ROOT = Path("/usr/lib/postgresql")
 _VERSION = re.compile(r"\(PostgreSQL\)\s+(\d+)")
 
 
-class PgToolsError(RuntimeError):
+class PgToolsError(RefusedError, RuntimeError):
     """No usable pg_dump / pg_restore; the message says what was tried."""
 
 
@@ -54,14 +55,14 @@ class PgTools:
 
 
 @dataclass(frozen=True)
-class Target:
+class DatabaseTarget:
     """How a libpq tool reaches one database: a password-free URL plus environment."""
 
     url: str  # no password: safe on a command line
     env: dict[str, str]
 
     @classmethod
-    def of(cls, database_url: str) -> Target:
+    def of(cls, database_url: str) -> DatabaseTarget:
         url = make_url(libpq_url(database_url))
         env = {**os.environ, "PGCONNECT_TIMEOUT": "10"}
         env.pop("PGPASSWORD", None)

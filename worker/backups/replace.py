@@ -17,7 +17,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from worker.backups.pgtools import PgTools, Target
+from worker.backups.pgtools import DatabaseTarget, PgTools
+from worker.errors import RefusedError
 
 _ENTRY = re.compile(r"^\d+; \d+ \d+ (?P<rest>.+)$")
 #: TOC kinds we drop before restoring, longest first, with how to drop one.
@@ -34,7 +35,7 @@ _DROPPED = (
 _PARTS = ("TABLE DATA", "TABLE ATTACH", "SEQUENCE SET", "SEQUENCE OWNED BY")
 
 
-class ReplaceError(RuntimeError):
+class ReplaceError(RefusedError, RuntimeError):
     """The forced restore failed; the target was left unchanged (rolled back)."""
 
 
@@ -78,7 +79,7 @@ def drop_statements(tools: PgTools, dump: Path) -> list[str]:
 
 def restore_replacing(tools: PgTools, dump: Path, database_url: str) -> None:
     """Drop what `dump` contains from `database_url` and restore it, in one transaction."""
-    target = Target.of(database_url)
+    target = DatabaseTarget.of(database_url)
     prelude = ["SET client_min_messages = warning;", "BEGIN;", *drop_statements(tools, dump)]
     with tempfile.TemporaryFile() as errors:
         script = subprocess.Popen(

@@ -15,8 +15,8 @@ import hashlib
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import structlog
@@ -24,12 +24,13 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from worker.backups import store
-from worker.backups.counts import count_rows, mismatches, user_tables
+from worker.backups.counts import Mismatch, count_rows, mismatches, user_tables
 from worker.backups.crypto import MAGIC, BackupDecryptError, decrypt_stream
 from worker.backups.dump import checksum_path, fernet_of
-from worker.backups.pgtools import PgTools, Target, find_tools
+from worker.backups.pgtools import DatabaseTarget, PgTools, find_tools
 from worker.backups.replace import ReplaceError, restore_replacing
 from worker.db.engine import libpq_url
+from worker.errors import RefusedError
 from worker.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -38,20 +39,44 @@ log = structlog.get_logger(__name__)
 CHECKSUM_MISMATCH = "checksum mismatch: file changed since backup"
 
 
-class RestoreRefusedError(Exception):
+class RestoreRefusedError(RefusedError):
     """The restore (or verification) cannot go ahead; the message says why."""
 
 
-def backup_row(backup_id: int) -> dict[str, Any]:
-    """A succeeded backup's row, or `RestoreRefusedError` saying why not."""
+@dataclass(frozen=True)
+class BackupFile:
+    """A backup to restore or verify: its catalog id (None for a bare file), its file,
+    the sha256 and per-table row counts taken at backup (when known)."""
+
+    id: int | None
+    file: str
+    sha256: str | None
+    row_counts: dict[str, int]
+
+
+@dataclass(frozen=True)
+class RestoreResult:
+    """What `restore_backup` restored, where, and the row counts found there after."""
+
+    backup_id: int | None
+    file: str
+    checksum_checked: bool
+    to: str
+    replaced_existing: bool
+    row_counts: dict[str, int]
+    mismatches: dict[str, Mismatch]
+
+
+def backup_row(backup_id: int) -> BackupFile:
+    """A succeeded backup from the catalog, or `RestoreRefusedError` saying why not."""
     row = store.get(backup_id)
     if row is None:
         raise RestoreRefusedError(f"no backup {backup_id} (see `herald backup list`)")
-    if row["status"] != "succeeded":
+    if row.status != "succeeded":
         raise RestoreRefusedError(
-            f"backup {backup_id} is {row['status']}; only a succeeded backup has a whole file"
+            f"backup {backup_id} is {row.status}; only a succeeded backup has a whole file"
         )
-    return row
+    return BackupFile(row.id, row.file, row.sha256, row.row_counts)
 
 
 def file_sha256(path: Path) -> str:
@@ -62,13 +87,13 @@ def file_sha256(path: Path) -> str:
     return sha.hexdigest()
 
 
-def check_file(row: dict[str, Any]) -> Path:
+def check_file(row: BackupFile) -> Path:
     """The backup's file, after checking it is there and unchanged."""
-    path = Path(row["file"])
-    label = f"backup {row['id']}" if row["id"] is not None else "backup file"
+    path = Path(row.file)
+    label = f"backup {row.id}" if row.id is not None else "backup file"
     if not path.is_file():
         raise RestoreRefusedError(f"{label}: file {path} is missing")
-    if row["sha256"] is not None and file_sha256(path) != row["sha256"]:
+    if row.sha256 is not None and file_sha256(path) != row.sha256:
         raise RestoreRefusedError(f"{label}: {CHECKSUM_MISMATCH} ({path})")
     return path
 
@@ -98,7 +123,7 @@ def plain_dump(settings: Settings, path: Path) -> Iterator[Path]:
 
 
 def run_pg_restore(tools: PgTools, dump: Path, database_url: str, *options: str) -> None:
-    target = Target.of(database_url)
+    target = DatabaseTarget.of(database_url)
     argv = [
         tools.pg_restore,
         "--exit-on-error",
@@ -154,19 +179,19 @@ def same_database(a: str, b: str) -> bool:
     return (x.host or "", x.port or 5432, x.database) == (y.host or "", y.port or 5432, y.database)
 
 
-def file_row(path: Path) -> dict[str, Any]:
+def file_row(path: Path) -> BackupFile:
     """A backup file given by path (the catalog lost with its database): what is known
     of it. Its checksum comes from `<file>.sha256` when that is there."""
     if not path.is_file():
         raise RestoreRefusedError(f"no backup file {path}")
     sums = checksum_path(path)
     digest = sums.read_text().split()[0] if sums.is_file() else None
-    return {"id": None, "file": str(path), "sha256": digest, "row_counts": {}}
+    return BackupFile(id=None, file=str(path), sha256=digest, row_counts={})
 
 
 def restore_backup(
     settings: Settings, backup: int | Path, to_url: str, *, force: bool = False
-) -> dict[str, Any]:
+) -> RestoreResult:
     """Restore backup `backup` (an id, or a file) into `to_url`; return what was restored
     and the row counts found there afterwards."""
     assert settings.database_url is not None, "settings must be resolved (get_settings())"
@@ -183,7 +208,7 @@ def restore_backup(
             "what the backup contains"
         )
     # Restored over our own database, the catalog would go back to dump time.
-    into_ours = row["id"] is not None and same_database(to_url, settings.database_url)
+    into_ours = row.id is not None and same_database(to_url, settings.database_url)
     catalog = store.catalog_rows() if into_ours else []
     tools = find_tools(settings, to_url)
     with plain_dump(settings, path) as dump:
@@ -198,16 +223,16 @@ def restore_backup(
         # The backups table came back as it was at dump time; the files did not move.
         store.replace_catalog(catalog)
     counts = count_database(to_url)
-    different = mismatches(row["row_counts"], counts)
+    different = mismatches(row.row_counts, counts)
     if into_ours:
         different.pop("public.backups", None)
-    log.info("backup.restored", backup_id=row["id"], forced=bool(contents), tables=len(counts))
-    return {
-        "backup_id": row["id"],
-        "file": row["file"],
-        "checksum_checked": row["sha256"] is not None,
-        "to": shown(to_url),
-        "replaced_existing": contents is not None,
-        "row_counts": counts,
-        "mismatches": different,
-    }
+    log.info("backup.restored", backup_id=row.id, forced=bool(contents), tables=len(counts))
+    return RestoreResult(
+        backup_id=row.id,
+        file=row.file,
+        checksum_checked=row.sha256 is not None,
+        to=shown(to_url),
+        replaced_existing=contents is not None,
+        row_counts=counts,
+        mismatches=different,
+    )

@@ -18,31 +18,45 @@ from sqlalchemy import Connection, delete, func, insert, select, text, update
 from worker.db.models import Backup
 from worker.db.session import unit_of_work
 
-_COLUMNS = (
-    "id",
-    "file",
-    "size_bytes",
-    "sha256",
-    "row_counts",
-    "started_at",
-    "finished_at",
-    "status",
-    "error",
-    "verified_at",
-    "verify_ok",
-    "verify_result",
-)
+
+@dataclass(frozen=True)
+class BackupRecord:
+    """A `backups` row as operators see it: times as ISO-8601 text, `verify_result`
+    parsed (`{"ok", "error"?, "mismatches", "tables"?, "seconds"}`), JSON-ready."""
+
+    id: int
+    file: str
+    size_bytes: int | None
+    sha256: str | None
+    row_counts: dict[str, int]
+    started_at: str | None
+    finished_at: str | None
+    status: str
+    error: str | None
+    verified_at: str | None
+    verify_ok: bool | None
+    verify_result: dict[str, Any] | None
+
+    @classmethod
+    def of(cls, row: Backup) -> BackupRecord:
+        return cls(
+            id=row.id,
+            file=row.file,
+            size_bytes=row.size_bytes,
+            sha256=row.sha256,
+            row_counts=dict(row.row_counts or {}),
+            started_at=_iso(row.started_at),
+            finished_at=_iso(row.finished_at),
+            status=row.status,
+            error=row.error,
+            verified_at=_iso(row.verified_at),
+            verify_ok=row.verify_ok,
+            verify_result=json.loads(row.verify_result) if row.verify_result else None,
+        )
 
 
-def as_dict(row: Backup) -> dict[str, Any]:
-    """A row as JSON-ready data (times as ISO-8601, verify_result parsed)."""
-    data: dict[str, Any] = {name: getattr(row, name) for name in _COLUMNS}
-    for name in ("started_at", "finished_at", "verified_at"):
-        if data[name] is not None:
-            data[name] = data[name].isoformat()
-    if data["verify_result"]:
-        data["verify_result"] = json.loads(data["verify_result"])
-    return data
+def _iso(at: datetime | None) -> str | None:
+    return at.isoformat() if at is not None else None
 
 
 def start(file_name: str) -> int:
@@ -55,19 +69,19 @@ def start(file_name: str) -> int:
         return row.id
 
 
-def get(backup_id: int) -> dict[str, Any] | None:
+def get(backup_id: int) -> BackupRecord | None:
     with unit_of_work() as session:
         row = session.get(Backup, backup_id)
-        return as_dict(row) if row is not None else None
+        return BackupRecord.of(row) if row is not None else None
 
 
-def list_backups(*, include_deleted: bool = False, limit: int = 100) -> list[dict[str, Any]]:
+def list_backups(*, include_deleted: bool = False, limit: int = 100) -> list[BackupRecord]:
     """Newest first."""
     query = select(Backup).order_by(Backup.started_at.desc(), Backup.id.desc()).limit(limit)
     if not include_deleted:
         query = query.where(Backup.status != "deleted")
     with unit_of_work() as session:
-        return [as_dict(row) for row in session.scalars(query)]
+        return [BackupRecord.of(row) for row in session.scalars(query)]
 
 
 def succeed(backup_id: int, *, size: int, sha256: str, row_counts: dict[str, int]) -> None:
@@ -117,7 +131,8 @@ def fail_interrupted() -> list[int]:
 
 
 def catalog_rows() -> list[dict[str, Any]]:
-    """Every row as column values (for `replace_catalog` after a restore)."""
+    """Every row as raw column values, to hand back to `replace_catalog` after a restore
+    (a snapshot of the table, not a result: hence a mapping per row)."""
     with unit_of_work() as session:
         return [dict(row) for row in session.execute(select(Backup.__table__)).mappings()]
 

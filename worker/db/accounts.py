@@ -1,6 +1,6 @@
 """The accounts repository: the one place that writes ``social_accounts``.
 
-Tokens go in encrypted (:func:`worker.security.tokens.get_cipher`) and come back
+Tokens go in encrypted (:func:`worker.security.cipher.get_cipher`) and come back
 out in plain text only to the token refresh (:func:`load_for_refresh`): callers that
 publish read them through :mod:`worker.publishing.account_cache`. Every write invalidates the
 account's cache entry after its transaction commits, so the publish path sees the
@@ -25,8 +25,9 @@ from sqlalchemy.orm import Session
 from worker.constants import PLATFORMS
 from worker.db.models import SocialAccount
 from worker.db.session import in_transaction, unit_of_work
+from worker.errors import HeraldClientError
 from worker.publishing.account_cache import invalidate_account
-from worker.security.tokens import get_cipher
+from worker.security.cipher import get_cipher
 
 log = structlog.get_logger(__name__)
 
@@ -34,7 +35,7 @@ log = structlog.get_logger(__name__)
 _UNIQUE_PLATFORM_EXTERNAL_ID = "uq_social_accounts_platform_external_id"
 
 
-class AccountError(ValueError):
+class AccountError(HeraldClientError):
     """Bad input to, or a refused change of, an account; the message names the field."""
 
 
@@ -48,11 +49,13 @@ class AccountExists(AccountError):  # noqa: N818 - the name the API promises
 
 
 class AccountNotFound(AccountError):  # noqa: N818 - reads as the condition it reports
-    """No account has this id."""
+    """No account has this id: Herald's one "account not found" (``worker.client``
+    raises it as ``UnknownAccountError``). :meth:`of` words the message for an id."""
 
-    def __init__(self, account_id: object) -> None:
+    @classmethod
+    def of(cls, account_id: object) -> AccountNotFound:
         hint = "" if _as_uuid(account_id) else " (not a UUID)"
-        super().__init__(f"account_id: no account {str(account_id)!r}{hint}")
+        return cls(f"account_id: no account {str(account_id)!r}{hint}")
 
 
 def _as_uuid(value: object) -> uuid.UUID | None:
@@ -67,7 +70,7 @@ def _as_uuid(value: object) -> uuid.UUID | None:
 def _required_uuid(value: object) -> uuid.UUID:
     parsed = _as_uuid(value)
     if parsed is None:
-        raise AccountNotFound(value)
+        raise AccountNotFound.of(value)
     return parsed
 
 
@@ -184,7 +187,7 @@ def _update(account_id: uuid.UUID | str, **values: object) -> SocialAccount:
 
     account = in_transaction(work)
     if account is None:
-        raise AccountNotFound(account_id)
+        raise AccountNotFound.of(account_id)
     invalidate_account(parsed)
     return account
 
@@ -258,7 +261,7 @@ def load_for_refresh(account_id: uuid.UUID | str) -> RefreshCandidate | None:
     """The account with its tokens decrypted, read from the database (never the cache:
     the refresh decides on the row as it is now); None if there is no such account.
 
-    Raises :class:`~worker.security.tokens.TokenDecryptError` when no key opens it.
+    Raises :class:`~worker.security.cipher.TokenDecryptError` when no key opens it.
     """
     parsed = _as_uuid(account_id)
     if parsed is None:
@@ -367,10 +370,10 @@ def rotate_batch(
     ``FOR UPDATE SKIP LOCKED`` so a refresh writing a row is never waited for: such a
     row is reported in ``locked``. ``rewrap(ciphertext)`` returns the ciphertext under
     the newest key, or None when it already is (the row is not written); it raises
-    :class:`~worker.security.tokens.TokenDecryptError` for one no key opens.
+    :class:`~worker.security.cipher.TokenDecryptError` for one no key opens.
     ``updated_at`` is left alone: the tokens themselves did not change.
     """
-    from worker.security.tokens import TokenDecryptError
+    from worker.security.cipher import TokenDecryptError
 
     where = (
         "id = ANY(:only)" if only is not None else "(CAST(:after AS uuid) IS NULL OR id > :after)"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import getpass
 import json
 import os
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -45,7 +47,20 @@ def record(
     return int(entry_id)
 
 
-def recent(limit: int = 50, action: str | None = None) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class AuditRecord:
+    """One audit entry: who (`actor`) did `action` on `target`, when, with what `detail`."""
+
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    target: str | None
+    detail: dict[str, Any]
+
+
+def recent(limit: int = 50, action: str | None = None) -> list[AuditRecord]:
+    """The newest entries first, optionally of one action."""
     with unit_of_work() as session:
         rows = session.execute(
             text(
@@ -55,4 +70,4 @@ def recent(limit: int = 50, action: str | None = None) -> list[dict[str, Any]]:
             ),
             {"action": action, "limit": limit},
         ).mappings()
-        return [dict(row) for row in rows]
+        return [AuditRecord(**row) for row in rows]

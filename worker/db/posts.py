@@ -1,9 +1,15 @@
-"""The publish path's writes to scheduled_posts and post_attempts.
+"""Every write to scheduled_posts and post_attempts (reads: `worker.db.posts_queries`).
 
 States: scheduled -> queued (dispatcher) -> publishing (a worker's lease) -> published,
 or back to queued for a retry, or dead. Every change locks the row, and a worker's
 writes are fenced by the attempt number it leased: a worker that outlived its lease
-cannot overwrite what the next one did.
+cannot overwrite what the next one did. The API side (`worker.client`) creates,
+cancels and reschedules rows; dead letters revive a dead post or bury a poison one.
+Archival's move of finished rows to scheduled_posts_archive is archival's own table
+operation (`worker.archival.posts`): it changes no live row, it takes old ones away.
+
+Functions take the caller's session: the caller owns the transaction and decides
+what a state means; this module only knows SQL.
 """
 
 from __future__ import annotations
@@ -11,16 +17,17 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
-from sqlalchemy import text
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
-from worker.db.models import FINAL_POST_STATUSES
+from worker.db.models import FINAL_POST_STATUSES, ScheduledPost
+from worker.db.posts_queries import DUE_TOLERANCE_SECONDS, AccountForPost
 from worker.observability import correlation
 
-#: Slack for clocks and ETA jitter when deciding whether a post is due yet.
-DUE_TOLERANCE_SECONDS = 2.0
+#: States from which the API may still cancel or reschedule a post.
+MODIFIABLE_STATUSES: Final = ("scheduled", "queued")
 
 
 @dataclass(frozen=True)
@@ -278,35 +285,95 @@ def reclaim_expired(session: Session, batch: int, lease_s: int) -> list[Claimed]
     return [Claimed(r.id, r.scheduled_at, r.request_id) for r in rows]
 
 
-def count_attempts(session: Session, post_id: uuid.UUID, outcomes: tuple[str, ...]) -> int:
+# --- The API side: create, cancel, reschedule (worker.client). -------------------------
+
+
+def insert_post(
+    session: Session,
+    account: AccountForPost,
+    *,
+    content: str,
+    media: list[str],
+    scheduled_at: datetime,
+    request_id: str | None,
+) -> uuid.UUID:
+    """A new row in status ``scheduled``; the dispatcher takes it from there."""
+    post = ScheduledPost(
+        user_id=account.user_id,
+        social_account_id=account.id,
+        platform=account.platform,
+        content=content,
+        media=media,
+        scheduled_at=scheduled_at,
+        status="scheduled",
+        request_id=request_id,
+    )
+    session.add(post)
+    session.flush()
+    return post.id
+
+
+def lock_status(session: Session, post_id: uuid.UUID) -> str | None:
+    """The post's status with its row locked until commit (waits for other lockers)."""
+    return session.scalar(
+        select(ScheduledPost.status).where(ScheduledPost.id == post_id).with_for_update()
+    )
+
+
+def set_cancelled(session: Session, post_id: uuid.UUID) -> None:
+    """Cancel a row the caller has locked; a queued message will find it cancelled."""
+    session.execute(
+        update(ScheduledPost)
+        .where(ScheduledPost.id == post_id)
+        .values(status="cancelled", lease_expires_at=None, updated_at=func.now())
+    )
+
+
+def set_rescheduled(session: Session, post_id: uuid.UUID, scheduled_at: datetime) -> None:
+    """Back to ``scheduled`` at a new time (a locked row); a queued message is outdated.
+
+    The publisher compares the time its message carries with the row's and drops a
+    message for a time the post no longer has; the dispatcher queues it again when due.
+    """
+    session.execute(
+        update(ScheduledPost)
+        .where(ScheduledPost.id == post_id)
+        .values(
+            status="scheduled",
+            scheduled_at=scheduled_at,
+            lease_expires_at=None,
+            updated_at=func.now(),
+        )
+    )
+
+
+# --- Dead letters: replay a dead post, bury a poison one (worker.deadletter). ----------
+
+
+def set_revived(session: Session, post_id: uuid.UUID, lease_s: int) -> int:
+    """A `dead` row the caller has locked goes back to `queued` with the dispatcher's
+    queued lease (attempts and last_error kept); returns its attempts."""
     return int(
         session.execute(
             text(
-                "SELECT count(*) FROM post_attempts WHERE post_id = :post "
-                "AND outcome = ANY(:outcomes)"
+                "UPDATE scheduled_posts SET status = 'queued', updated_at = now(), "
+                "lease_expires_at = greatest(scheduled_at, now()) "
+                "+ make_interval(secs => :lease) WHERE id = :id RETURNING attempts"
             ),
-            {"post": post_id, "outcomes": list(outcomes)},
+            {"id": post_id, "lease": lease_s},
         ).scalar_one()
     )
 
 
-#: The earliest a publish attempt of the post can have started, by the database clock:
-#: a lease is only taken once `scheduled_at` is within the tolerance, and each ended
-#: attempt (attempted_at is its end) started `latency_ms` before its row. The latter
-#: covers a post rescheduled later after an attempt; LEAST skips a NULL.
-_FIRST_ATTEMPT_FLOOR = text(
-    "SELECT LEAST(p.first_attempt_at, p.scheduled_at - make_interval(secs => :tolerance), "
-    "(SELECT min(a.attempted_at - COALESCE(a.latency_ms, 0) * interval '1 millisecond') "
-    "FROM post_attempts a WHERE a.post_id = p.id)) AS earliest "
-    "FROM scheduled_posts p WHERE p.id = :id"
-)
-
-
-def first_attempt_floor(session: Session, post_id: uuid.UUID) -> datetime | None:
-    """No attempt to publish the post started before this (None: no such post).
-
-    The recovery lookup on the platform pages back to here, not a fixed count.
-    """
-    params = {"id": post_id, "tolerance": DUE_TOLERANCE_SECONDS}
-    floor: datetime | None = session.execute(_FIRST_ATTEMPT_FLOOR, params).scalar_one_or_none()
-    return floor
+def bury_in_flight(session: Session, post_id: uuid.UUID, reason: str) -> bool:
+    """A queued or publishing post goes `dead` with `reason` as last_error; False if the
+    post is in another state (or does not exist)."""
+    result = session.execute(
+        text(
+            "UPDATE scheduled_posts SET status = 'dead', last_error = :reason, "
+            "lease_expires_at = NULL, updated_at = now() "
+            "WHERE id = :id AND status IN ('queued', 'publishing')"
+        ),
+        {"id": post_id, "reason": reason},
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]

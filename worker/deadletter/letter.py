@@ -25,13 +25,15 @@ from datetime import UTC, date, datetime, time
 from typing import Any, Final, Literal, get_args
 
 import structlog
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from worker.constants import HEADER_REQUEST_ID, TASK_RECORD_DEAD_LETTER
+from worker.db import posts
 from worker.db.session import unit_of_work
+from worker.errors import RefusedError
 from worker.observability import correlation
 from worker.settings import get_settings
+from worker.taskapp import sending
 
 log = structlog.get_logger(__name__)
 
@@ -50,7 +52,7 @@ Kind = Literal["dead_end", "failed", "invalid_input", "unknown_task", "undecodab
 KINDS: Final = get_args(Kind)
 
 
-class DeadLetterError(Exception):
+class DeadLetterError(RefusedError):
     """A dead-letter request that cannot be carried out (message for the operator)."""
 
 
@@ -195,11 +197,9 @@ def _tail(traceback: str | None) -> str | None:
 
 def send_letter(letter: Letter) -> bool:
     """Publish `letter` for the recorder task (see `record_dead_letter`)."""
-    from worker.app import app  # lazily: task modules import this one
-
     ids = {"task_id": letter.task_id, "task_name": letter.task_name, "kind": letter.kind}
     try:
-        app.send_task(
+        sending.current().send_task(
             TASK_RECORD_DEAD_LETTER,
             kwargs={"letter": letter.to_json()},
             # What Celery logs and sends in events instead of the letter: no arguments,
@@ -244,24 +244,14 @@ def revive_post(post_id: object, *, session: Session | None = None) -> RevivedPo
 
 
 def _revive(session: Session, post_id: uuid.UUID) -> RevivedPost:
-    row = session.execute(
-        text("SELECT status, attempts FROM scheduled_posts WHERE id = :id FOR UPDATE"),
-        {"id": post_id},
-    ).one_or_none()
-    if row is None:
+    status = posts.lock_status(session, post_id)
+    if status is None:
         raise DeadLetterError(f"post {post_id} does not exist")
-    if row.status != "dead":
-        raise DeadLetterError(f"post {post_id} is {row.status}, not dead: nothing to replay")
-    session.execute(
-        text(
-            "UPDATE scheduled_posts SET status = 'queued', updated_at = now(), "
-            "lease_expires_at = greatest(scheduled_at, now()) + make_interval(secs => :lease) "
-            "WHERE id = :id"
-        ),
-        {"id": post_id, "lease": get_settings().queued_lease},
-    )
-    log.info("deadletter.post_revived", post_id=str(post_id), attempts=row.attempts)
-    return RevivedPost(post_id, row.status, row.attempts)
+    if status != "dead":
+        raise DeadLetterError(f"post {post_id} is {status}, not dead: nothing to replay")
+    attempts = posts.set_revived(session, post_id, get_settings().queued_lease)
+    log.info("deadletter.post_revived", post_id=str(post_id), attempts=attempts)
+    return RevivedPost(post_id, status, attempts)
 
 
 def bury_post(session: Session, post_id: object, reason: str) -> bool:
@@ -272,15 +262,7 @@ def bury_post(session: Session, post_id: object, reason: str) -> bool:
         parsed = uuid.UUID(str(post_id))
     except ValueError:
         return False
-    result = session.execute(
-        text(
-            "UPDATE scheduled_posts SET status = 'dead', last_error = :reason, "
-            "lease_expires_at = NULL, updated_at = now() "
-            "WHERE id = :id AND status IN ('queued', 'publishing')"
-        ),
-        {"id": parsed, "reason": reason},
-    )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return posts.bury_in_flight(session, parsed, reason)
 
 
 def _with_request_id(headers: Mapping[str, Any] | None) -> dict[str, Any]:

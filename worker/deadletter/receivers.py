@@ -34,7 +34,12 @@ from celery.worker.consumer.consumer import (  # type: ignore[attr-defined]
     UNKNOWN_TASK_ERROR,
 )
 
-from worker.constants import TASK_DISPATCH_DUE, TASK_PUBLISH, TASK_RECORD_DEAD_LETTER
+from worker.constants import (
+    KEY_DELIVERIES,
+    TASK_DISPATCH_DUE,
+    TASK_PUBLISH,
+    TASK_RECORD_DEAD_LETTER,
+)
 from worker.coordination.redis_client import get_redis
 from worker.deadletter.letter import (
     DELIVERY_COUNT_TTL,
@@ -57,8 +62,6 @@ from worker.taskapp.routing import queue_for
 log = structlog.get_logger(__name__)
 _stdlib_log = logging.getLogger(__name__)  # kombu's ack_log_error formats %-style
 
-#: Redis key part of a task id's delivery count: `<namespace>:deliveries:<task id>`.
-KEY_DELIVERIES: Final = "deliveries"
 #: Tasks whose failures are not dead-lettered (besides bad input): they come back by
 #: other means. Periodic tasks from the beat schedule are added at run time.
 RECOVERED_ELSEWHERE: Final = frozenset({TASK_PUBLISH, TASK_DISPATCH_DUE, TASK_RECORD_DEAD_LETTER})

@@ -34,8 +34,54 @@ _SUMMARY = (
 
 @dataclass(frozen=True)
 class Stored:
+    """The letter's row id; `created` False when it was folded into an open row."""
+
     id: int
     created: bool
+
+
+@dataclass(frozen=True)
+class LetterSummary:
+    """A letter in a listing: no arguments, no bodies (`LetterRow` has those).
+    `replayable`: it was decoded and names a task (whatever its status)."""
+
+    id: int
+    task_id: str | None
+    task_name: str | None
+    queue: str | None
+    reason: str
+    exception_type: str | None
+    attempts: int
+    first_failed_at: datetime
+    last_failed_at: datetime
+    status: str
+    replayed_task_id: str | None
+    replayed_at: datetime | None
+    replayable: bool
+
+
+@dataclass(frozen=True)
+class LetterRow:
+    """A whole `dead_letters` row: what a replay sends again, and why it failed."""
+
+    id: int
+    task_id: str | None
+    task_name: str | None
+    args: list[Any] | None
+    kwargs: dict[str, Any] | None
+    headers: dict[str, Any] | None
+    queue: str | None
+    raw_body: str | None
+    reason: str
+    exception_type: str | None
+    exception_message: str | None
+    traceback: str | None
+    attempts: int
+    first_failed_at: datetime
+    last_failed_at: datetime
+    status: str
+    replayed_task_id: str | None
+    replayed_at: datetime | None
 
 
 def _dedupe_key(letter: Letter) -> str:
@@ -109,7 +155,7 @@ def list_letters(
     since: datetime | None = None,
     status: str = "open",
     limit: int = 50,
-) -> list[dict[str, Any]]:
+) -> list[LetterSummary]:
     """Summaries, newest failure first (no arguments, no bodies: `get` has those)."""
     rows = session.execute(
         text(
@@ -124,13 +170,13 @@ def list_letters(
     return [_summary(row) for row in rows]
 
 
-def _summary(row: Any) -> dict[str, Any]:
+def _summary(row: Any) -> LetterSummary:
     found = dict(row)
-    found["replayable"] = found.pop("decoded") and found["task_name"] is not None
-    return found
+    decoded = found.pop("decoded")
+    return LetterSummary(**found, replayable=decoded and found["task_name"] is not None)
 
 
-def get(session: Session, letter_id: int, *, lock: bool = False) -> dict[str, Any] | None:
+def get(session: Session, letter_id: int, *, lock: bool = False) -> LetterRow | None:
     """The whole row (`lock`: FOR UPDATE, for a replay or purge in this transaction)."""
     row = (
         session.execute(
@@ -143,7 +189,7 @@ def get(session: Session, letter_id: int, *, lock: bool = False) -> dict[str, An
         .mappings()
         .one_or_none()
     )
-    return dict(row) if row is not None else None
+    return LetterRow(**row) if row is not None else None
 
 
 def open_ids(session: Session, task_name: str) -> list[int]:

@@ -13,8 +13,6 @@ its thread pool, so a slow check never stalls ``/healthz``.
 
 from __future__ import annotations
 
-from typing import Any
-
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -39,7 +37,7 @@ def build_app(settings: Settings, registry: CollectorRegistry = REGISTRY) -> Sta
         return JSONResponse({"status": "ok"})
 
     def readyz(_: Request) -> Response:
-        result: dict[str, Any] = run_checks(settings, READY_CHECK_TIMEOUT_S, READY_CHECKS)
+        result = run_checks(settings, READY_CHECK_TIMEOUT_S, READY_CHECKS)
         return JSONResponse(result, status_code=200 if result["status"] == "ok" else 503)
 
     def metrics(_: Request) -> Response:

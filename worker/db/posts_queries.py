@@ -1,11 +1,8 @@
-"""The API side's reads and writes of ``scheduled_posts``: create, cancel, reschedule.
+"""Reads of ``scheduled_posts`` and ``post_attempts``: posts as their owner sees them,
+and what the publish path looks up. Every write is in :mod:`worker.db.posts`.
 
-The publish path writes its own states in :mod:`worker.db.posts`. Both lock the row
-(``SELECT ... FOR UPDATE``) before changing its status, so a cancel that arrives
-while the dispatcher or a worker holds the row waits for it, then decides on the
-state that transaction left. Functions here take the caller's session: the caller
-owns the transaction (``worker.db.session.in_transaction``) and decides what a
-state means; this module only knows SQL.
+Functions take the caller's session: the caller owns the transaction
+(``worker.db.session.in_transaction`` / ``unit_of_work``).
 """
 
 from __future__ import annotations
@@ -16,13 +13,13 @@ from datetime import datetime
 from typing import Final
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import Select, select, text
 from sqlalchemy.orm import Session
 
 from worker.db.models import ScheduledPost, SocialAccount
 
-#: States from which the API may still cancel or reschedule a post.
-MODIFIABLE_STATUSES: Final = ("scheduled", "queued")
+#: Slack for clocks and ETA jitter when deciding whether a post is due yet.
+DUE_TOLERANCE_SECONDS: Final = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,65 +51,6 @@ def account_for_post(session: Session, account_id: uuid.UUID) -> AccountForPost 
         .with_for_update(read=True)
     ).one_or_none()
     return AccountForPost(*row) if row else None
-
-
-def insert_post(
-    session: Session,
-    account: AccountForPost,
-    *,
-    content: str,
-    media: list[str],
-    scheduled_at: datetime,
-    request_id: str | None,
-) -> uuid.UUID:
-    """A new row in status ``scheduled``; the dispatcher takes it from there."""
-    post = ScheduledPost(
-        user_id=account.user_id,
-        social_account_id=account.id,
-        platform=account.platform,
-        content=content,
-        media=media,
-        scheduled_at=scheduled_at,
-        status="scheduled",
-        request_id=request_id,
-    )
-    session.add(post)
-    session.flush()
-    return post.id
-
-
-def lock_status(session: Session, post_id: uuid.UUID) -> str | None:
-    """The post's status with its row locked until commit (waits for other lockers)."""
-    return session.scalar(
-        select(ScheduledPost.status).where(ScheduledPost.id == post_id).with_for_update()
-    )
-
-
-def set_cancelled(session: Session, post_id: uuid.UUID) -> None:
-    """Cancel a row the caller has locked; a queued message will find it cancelled."""
-    session.execute(
-        update(ScheduledPost)
-        .where(ScheduledPost.id == post_id)
-        .values(status="cancelled", lease_expires_at=None, updated_at=func.now())
-    )
-
-
-def set_rescheduled(session: Session, post_id: uuid.UUID, scheduled_at: datetime) -> None:
-    """Back to ``scheduled`` at a new time (a locked row); a queued message is outdated.
-
-    The publisher compares the time its message carries with the row's and drops a
-    message for a time the post no longer has; the dispatcher queues it again when due.
-    """
-    session.execute(
-        update(ScheduledPost)
-        .where(ScheduledPost.id == post_id)
-        .values(
-            status="scheduled",
-            scheduled_at=scheduled_at,
-            lease_expires_at=None,
-            updated_at=func.now(),
-        )
-    )
 
 
 class PostAccount(BaseModel):
@@ -182,3 +120,38 @@ def fetch_posts(
     if account_id is not None:
         query = query.where(ScheduledPost.social_account_id == account_id)
     return [_view(*row) for row in session.execute(query.limit(limit))]
+
+
+def count_attempts(session: Session, post_id: uuid.UUID, outcomes: tuple[str, ...]) -> int:
+    """How many of the post's attempts ended with one of ``outcomes``."""
+    return int(
+        session.execute(
+            text(
+                "SELECT count(*) FROM post_attempts WHERE post_id = :post "
+                "AND outcome = ANY(:outcomes)"
+            ),
+            {"post": post_id, "outcomes": list(outcomes)},
+        ).scalar_one()
+    )
+
+
+#: The earliest a publish attempt of the post can have started, by the database clock:
+#: a lease is only taken once `scheduled_at` is within the tolerance, and each ended
+#: attempt (attempted_at is its end) started `latency_ms` before its row. The latter
+#: covers a post rescheduled later after an attempt; LEAST skips a NULL.
+_FIRST_ATTEMPT_FLOOR = text(
+    "SELECT LEAST(p.first_attempt_at, p.scheduled_at - make_interval(secs => :tolerance), "
+    "(SELECT min(a.attempted_at - COALESCE(a.latency_ms, 0) * interval '1 millisecond') "
+    "FROM post_attempts a WHERE a.post_id = p.id)) AS earliest "
+    "FROM scheduled_posts p WHERE p.id = :id"
+)
+
+
+def first_attempt_floor(session: Session, post_id: uuid.UUID) -> datetime | None:
+    """No attempt to publish the post started before this (None: no such post).
+
+    The recovery lookup on the platform pages back to here, not a fixed count.
+    """
+    params = {"id": post_id, "tolerance": DUE_TOLERANCE_SECONDS}
+    floor: datetime | None = session.execute(_FIRST_ATTEMPT_FLOOR, params).scalar_one_or_none()
+    return floor
