@@ -1,9 +1,11 @@
-"""Static checks of the deployment files: Dockerfile, .dockerignore, docker-compose.yml.
+"""Static checks of the deployment files: Dockerfile, .dockerignore, docker-compose.yml
+and the stack test's override (deploy/stack/compose.test.yml).
 
-The build machines have no Docker engine, so this is what can be checked without one:
-hadolint on the Dockerfile, the official Compose Specification schema on the compose
-file, and the rules of this project that no schema knows about (one image, declared
-secrets, queue separation, worker healthchecks, shutdown grace, no root).
+What can be checked without a Docker engine: hadolint on the Dockerfile, the official
+Compose Specification schema on the compose files, and the rules of this project that
+no schema knows about (one image, declared secrets, queue separation, worker
+healthchecks, shutdown grace, no root, buildable without a registry). tests/stack
+builds the image and runs the stack for real (`make stack-test`).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 COMPOSE_FILE = ROOT / "docker-compose.yml"
+STACK_OVERRIDE = ROOT / "deploy" / "stack" / "compose.test.yml"
 SECRETS_README = ROOT / "secrets" / "README.md"
 #: Vendored Compose Specification schema; provenance in tests/data/README.md.
 COMPOSE_SCHEMA = Path(__file__).resolve().parents[1] / "data" / "compose-spec.json"
@@ -260,6 +263,35 @@ def test_image_runtime_contract() -> None:
     assert commands[-1:] == ['["herald", "--help"]']
 
 
+def test_the_dockerfile_builds_without_a_registry_by_default_from_public_images() -> None:
+    """Base image and pg_dump source are build arguments whose defaults are the public
+    images; nothing else is pulled (a `# syntax=` line would pull a frontend image)."""
+    text = DOCKERFILE.read_text()
+    instructions = _dockerfile_instructions()
+    first_from = next(i for i, (keyword, _) in enumerate(instructions) if keyword == "FROM")
+    global_args = dict(arguments.split("=", 1) for keyword, arguments in instructions[:first_from])
+    stage_args = [arguments for keyword, arguments in _final_stage() if keyword == "ARG"]
+
+    assert not re.search(r"^#\s*syntax\s*=", text, re.MULTILINE | re.IGNORECASE)
+    assert global_args == {"BASE_IMAGE": "python:3.11-slim"}
+    assert {arguments.split()[0] for k, arguments in instructions if k == "FROM"} == {
+        "${BASE_IMAGE}"
+    }
+    assert "PG_SOURCE=pgdg" in stage_args
+    assert "PG_MAJOR=16" in stage_args
+
+
+def test_the_ca_bundle_is_a_build_secret_never_a_layer() -> None:
+    instructions = _dockerfile_instructions()
+    copied = " ".join(a for k, a in instructions if k in {"COPY", "ADD"})
+    runs_with_it = [a for k, a in instructions if k == "RUN" and "ca_bundle" in a]
+
+    assert not re.search(r"\.(crt|pem)\b|ca-certificates", copied)
+    assert runs_with_it and all("--mount=type=secret,id=ca_bundle" in a for a in runs_with_it)
+    # apt's pointer at the mounted bundle is removed in the layer that wrote it.
+    assert all("rm -rf" in a and "99build-ca" in a.split("rm -rf", 1)[1] for a in runs_with_it[1:])
+
+
 def test_copied_files_exist_and_are_in_the_build_context() -> None:
     patterns = _dockerignore_patterns()
     sources = []
@@ -278,7 +310,17 @@ def test_copied_files_exist_and_are_in_the_build_context() -> None:
 def test_secrets_and_local_state_stay_out_of_the_build_context() -> None:
     patterns = _dockerignore_patterns()
 
-    for path in ("secrets/database_url", ".env", "worker/.env", ".git/config", ".venv/bin/python"):
+    for path in (
+        "secrets/database_url",
+        ".env",
+        "worker/.env",
+        ".git/config",
+        ".venv/bin/python",
+        ".herald/test/pg/postmaster.pid",
+        "worker/__pycache__/app.cpython-311.pyc",
+        ".mypy_cache/3.11/x.json",
+        "deploy/stack/stack-test.sh",
+    ):
         assert _dockerignored(path, patterns), f"{path} would be sent to the Docker daemon"
     for path in ("worker/app.py", "migrations/env.py", "pyproject.toml"):
         assert not _dockerignored(path, patterns), f"{path} is needed by the build"
@@ -315,6 +357,13 @@ def test_the_schema_rejects_a_broken_compose_document(
 
 def test_compose_file_has_no_obsolete_version_key(compose: dict[str, Any]) -> None:
     assert "version" not in compose
+
+
+def test_compose_file_works_with_compose_v1(compose: dict[str, Any]) -> None:
+    """Debian 12's docker-compose 1.29 rejects a top-level `name` (the stack test runs it)."""
+    assert set(compose) <= {"services", "secrets", "volumes", "networks", "configs"} | {
+        key for key in compose if key.startswith("x-")
+    }
 
 
 # --- docker-compose.yml: rules of this project ----------------------------------------
@@ -491,3 +540,47 @@ def test_monitoring_mounts_the_deploy_files(services: dict[str, Service]) -> Non
         "./deploy/prometheus/alerts.yml:/etc/prometheus/alerts.yml:ro",
     } <= prometheus
     assert "./deploy/grafana:/etc/grafana/provisioning:ro" in grafana
+
+
+# --- deploy/stack/compose.test.yml: the stack test's override -----------------------------
+
+
+@pytest.fixture(scope="module")
+def override() -> dict[str, Any]:
+    document = yaml.safe_load(STACK_OVERRIDE.read_text())
+    assert isinstance(document, dict)
+    return document
+
+
+def test_the_override_satisfies_the_compose_specification(
+    override: dict[str, Any], compose_validator: jsonschema.protocols.Validator
+) -> None:
+    errors = sorted(compose_validator.iter_errors(override), key=lambda e: list(e.absolute_path))
+
+    assert not errors, "\n".join(f"{list(e.absolute_path)}: {e.message}" for e in errors)
+
+
+def test_the_override_uses_host_networking_and_loopback_only(
+    override: dict[str, Any], services: dict[str, Service]
+) -> None:
+    text = STACK_OVERRIDE.read_text()
+
+    for name in set(services) | set(override["services"]):
+        assert override["services"].get(name, {}).get("network_mode") == "host", name
+        assert "ports" not in override["services"].get(name, {}), name
+    assert "0.0.0.0" not in text
+    addresses = set(re.findall(r"\b\d{1,3}(?:\.\d{1,3}){3}\b", text))
+    assert addresses == {"127.0.0.1"}, addresses
+
+
+def test_the_override_changes_only_what_it_documents(
+    override: dict[str, Any], compose: dict[str, Any], services: dict[str, Service]
+) -> None:
+    """Every service it names exists (but the sandbox it adds), and the same secrets."""
+    assert set(override["services"]) - set(services) == {"sandbox"}
+    assert set(override["secrets"]) == set(compose["secrets"])
+    for name in ("worker-posts", "worker-background", "beat", "migrate", "flower", "health"):
+        replaced = {"image", "command", "user", "secrets", "stop_grace_period"}
+        touched = replaced & set(override["services"][name]) - {"command"}
+        assert not touched, f"{name}: the override must not change {touched}"
+    assert override["services"]["flower"]["command"][:3] == services["flower"]["command"][:3]
