@@ -33,12 +33,12 @@ def backup(ctx: Context) -> dict[str, Measure]:
     started = time.perf_counter()
     row = take_backup(settings)
     seconds = time.perf_counter() - started
-    assert row["status"] == "succeeded", row
+    assert row.status == "succeeded" and row.size_bytes is not None, row
     ctx.note("rows", rows)
-    ctx.note("counted_rows", sum(row["row_counts"].values()))
+    ctx.note("counted_rows", sum(row.row_counts.values()))
     return {
         "seconds": Measure(seconds, "s"),
         "mb_per_s": Measure(size / _MB / seconds, "MB/s"),
         "database_mb": Measure(size / _MB, "MB"),
-        "dump_mb": Measure(row["size_bytes"] / _MB, "MB"),
+        "dump_mb": Measure(row.size_bytes / _MB, "MB"),
     }

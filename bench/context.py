@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,7 +74,6 @@ class Context:
         self.env["BROKER_URL"] = url
         os.environ["BROKER_URL"] = url
         _reset_herald_caches()
-        _reload_app()
         self.stack.callback(_forget_broker)
 
     def wait_for(
@@ -217,27 +215,10 @@ def _forget_broker() -> None:
     """Back to Redis as the broker (`in_process_env` then restores what was there)."""
     os.environ.pop("BROKER_URL", None)
     _reset_herald_caches()
-    _reload_app()
-
-
-def _reload_app() -> None:
-    """`worker.app`, if imported, follows the settings (its pools name the old broker)."""
-    from kombu import pools
-
-    app_module = sys.modules.get("worker.app")
-    if app_module is not None:
-        app_module.reload_config()
-    # Celery apps share kombu's process-wide pools, keyed by broker URL: the pool that
-    # reload_config closed would be handed to the next app on the same URL (RabbitMQ's
-    # is the same every run) and fail with "Acquire on closed pool". Drop them all.
-    pools.reset()
 
 
 def _reset_herald_caches() -> None:
-    from worker.coordination.redis_client import reset_redis
-    from worker.db.engine import dispose_engine
-    from worker.settings import reset_settings
+    """Every cached client, and `worker.app` if imported (its pools name the old broker)."""
+    from worker import runtime
 
-    dispose_engine()
-    reset_redis()
-    reset_settings()
+    runtime.reset()

@@ -52,6 +52,7 @@ def wait_for(
 
 
 def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now (the tests use this one too)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]

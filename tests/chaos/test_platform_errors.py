@@ -21,7 +21,7 @@ from tests.chaos.harness import (
 )
 from tests.fixtures.posting import InsertPosts, statuses
 from tests.fixtures.sandbox import SandboxServer
-from tests.fixtures.services import reset_process_state
+from tests.fixtures.settings import quick_breakers
 from tests.fixtures.waiting import wait_for
 from tests.fixtures.workers import WorkerFactory
 from worker.resilience.breaker import get_breakers
@@ -62,12 +62,7 @@ def test_half_failing_platform_opens_and_closes_its_breaker_and_duplicates_nothi
     # Short: 2 failures in a row open it. A short run makes only ~40 Facebook calls (20
     # posts, ~2 attempts each at 50 %); at 45 posts and 3 in a row, a run here never
     # opened the breaker before its posts ran out, and failed at the deadline.
-    for name, value in {
-        "HERALD_BREAKER_FAIL_MAX": str(sized(2, 3)),
-        "HERALD_BREAKER_RESET_TIMEOUT": str(sized(1, 2)),
-    }.items():
-        monkeypatch.setenv(name, value)
-    reset_process_state()
+    quick_breakers(monkeypatch, fail_max=sized(2, 3), reset_timeout=sized(1, 2))
     record = Record("platform_5xx")
     count, spread, fault_for = sized(60, 600), sized(3.0, 45.0), sized(3.0, 30.0)
     names = [f"b{i}" for i in range(sized(1, 2))]

@@ -15,12 +15,13 @@ import time
 from pathlib import Path
 
 from tests.chaos.harness import Record, audit, drain, sized
-from tests.chaos.servers import PrivateRedis
 from tests.fixtures.cli import json_lines
+from tests.fixtures.herald_run import RunProcess, herald_run
+from tests.fixtures.ports import free_ports
 from tests.fixtures.posting import InsertPosts, statuses
+from tests.fixtures.private_servers import PrivateRedis
 from tests.fixtures.sandbox import SandboxServer
 from tests.fixtures.waiting import wait_for
-from tests.integration.herald_run import RunProcess, free_ports, herald_run
 
 
 def run_env(chaos_env: dict[str, str]) -> dict[str, str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -11,7 +10,8 @@ import pytest
 from sqlalchemy import text
 
 from tests.fixtures.cli import run_herald
-from worker.coordination.redis_client import get_redis, reset_redis
+from worker import runtime
+from worker.coordination.redis_client import get_redis
 from worker.db.accounts import (
     AccountError,
     AccountExists,
@@ -31,15 +31,11 @@ from worker.publishing.account_cache import (
     get_publish_account,
     invalidate_account,
 )
-from worker.security.tokens import get_cipher
-from worker.settings import get_settings, reset_settings
+from worker.security.cipher import get_cipher
+from worker.settings import get_settings
 
 ACCESS = "plain-access-token-5f1c"
 REFRESH = "plain-refresh-token-9a2e"
-
-
-def herald(*args: str, env: dict[str, str], stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return run_herald(*args, env=env, stdin=stdin)
 
 
 def namespace_dump() -> str:
@@ -216,8 +212,7 @@ def test_without_redis_the_account_comes_from_the_database(
 ) -> None:
     account = create_account("youtube", "UC-down", ACCESS)
     monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")
-    reset_settings()
-    reset_redis()  # the fixtures reset both again afterwards
+    runtime.reset()  # the fixtures reset again afterwards
     found = get_publish_account(account.id)
     assert found is not None and found.access_token == ACCESS
     deactivate_account(account.id)  # the write succeeds; only the invalidation is lost
@@ -230,7 +225,7 @@ def test_without_redis_the_account_comes_from_the_database(
 
 
 def test_cli_add_reads_the_token_from_stdin_and_never_prints_it(env: dict[str, str]) -> None:
-    result = herald(
+    result = run_herald(
         "accounts",
         "add",
         "--platform=instagram",
@@ -249,9 +244,9 @@ def test_cli_add_reads_the_token_from_stdin_and_never_prints_it(env: dict[str, s
     found = get_publish_account(uuid.UUID(shown["id"]))
     assert found is not None and found.access_token == ACCESS
 
-    listed = herald("accounts", "list", "--platform=instagram", env=env)
-    show = herald("accounts", "show", shown["id"], env=env)
-    gone = herald("accounts", "deactivate", shown["id"], env=env)
+    listed = run_herald("accounts", "list", "--platform=instagram", env=env)
+    show = run_herald("accounts", "show", shown["id"], env=env)
+    gone = run_herald("accounts", "deactivate", shown["id"], env=env)
     for output in (result, listed, show, gone):
         assert output.returncode == 0, output.stderr
         assert ACCESS not in output.stdout + output.stderr
@@ -263,30 +258,30 @@ def test_cli_add_reads_the_token_from_stdin_and_never_prints_it(env: dict[str, s
 
 def test_cli_refusals_exit_1_with_a_message(env: dict[str, str]) -> None:
     create_account("facebook", "fb-cli", ACCESS)
-    duplicate = herald(
+    duplicate = run_herald(
         "accounts", "add", "--platform=facebook", "--external-id=fb-cli", "--access-token=t",
         env=env,
     )  # fmt: skip
     assert duplicate.returncode == 1
     assert duplicate.stderr.startswith("herald: external_id: a facebook account 'fb-cli'")
-    missing = herald("accounts", "show", "nope", env=env)
+    missing = run_herald("accounts", "show", "nope", env=env)
     assert missing.returncode == 1
     assert missing.stderr == "herald: account_id: no account 'nope' (not a UUID)\n"
-    unknown = herald("accounts", "deactivate", str(uuid.uuid4()), env=env)
+    unknown = run_herald("accounts", "deactivate", str(uuid.uuid4()), env=env)
     assert unknown.returncode == 1 and "no account" in unknown.stderr
 
 
 def test_cli_usage_errors_exit_2(env: dict[str, str]) -> None:
-    bad_platform = herald(
+    bad_platform = run_herald(
         "accounts", "add", "--platform=myspace", "--external-id=x", "--access-token=t", env=env
     )
     assert bad_platform.returncode == 2
-    both_stdin = herald(
+    both_stdin = run_herald(
         "accounts", "add", "--platform=youtube", "--external-id=x",
         "--access-token=-", "--refresh-token=-", env=env, stdin="a\nb\n",
     )  # fmt: skip
     assert both_stdin.returncode == 2 and "only one of" in both_stdin.stderr
-    empty_stdin = herald(
+    empty_stdin = run_herald(
         "accounts", "add", "--platform=youtube", "--external-id=x", "--access-token=-",
         env=env, stdin="",
     )  # fmt: skip
@@ -294,6 +289,6 @@ def test_cli_usage_errors_exit_2(env: dict[str, str]) -> None:
 
 
 def test_cli_configuration_errors_exit_2(env: dict[str, str]) -> None:
-    result = herald("accounts", "list", env={**env, "DATABASE_URL": "nonsense"})
+    result = run_herald("accounts", "list", env={**env, "DATABASE_URL": "nonsense"})
     assert result.returncode == 2
     assert "DATABASE_URL" in result.stderr

@@ -8,7 +8,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import os
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -18,9 +17,10 @@ import pytest
 from celery import Celery
 from sqlalchemy import Connection, text
 
+from tests.fixtures.archival import OLD, TRICKY, scalar, seed_account, seed_posts
 from tests.fixtures.cli import run_herald
 from tests.fixtures.waiting import wait_for
-from tests.fixtures.workers import WorkerFactory
+from worker import runtime
 from worker.archival.archiver import export_dir, run_archive
 from worker.archival.export import ExportError, paths, verify_export
 from worker.archival.posts import COLUMNS
@@ -34,69 +34,16 @@ from worker.db.partitions import (
     month_start,
     partition_name,
 )
-from worker.settings import get_settings, reset_settings
+from worker.settings import get_settings
 
-#: Text that COPY's text format, CSV quoting or a careless JSON writer would mangle.
-TRICKY = 'back\\slash "quoted" tab\there\nnew line, ünïcødé ✓ \\u0001 \x01 end'
-OLD = datetime.now(UTC) - timedelta(days=200)
 RECENT = datetime.now(UTC) - timedelta(days=1)
 DEFAULT_PARTITION = "post_attempts_default"
-
-
-@pytest.fixture
-def archive_env(
-    herald_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> dict[str, str]:
-    """This test's database and namespace, exports under tmp_path (in-process and children)."""
-    monkeypatch.setenv("BACKUP_DIR", str(tmp_path / "backups"))
-    reset_settings()
-    return {**os.environ}
-
-
-def seed_account(conn: Connection) -> uuid.UUID:
-    return uuid.UUID(
-        str(
-            conn.execute(
-                text(
-                    "INSERT INTO social_accounts (user_id, platform, external_id, "
-                    "access_token_enc) VALUES (gen_random_uuid(), 'facebook', "
-                    "'ext-' || gen_random_uuid(), 'not-a-real-token') RETURNING id"
-                )
-            ).scalar_one()
-        )
-    )
-
-
-def seed_posts(
-    conn: Connection, account: uuid.UUID, count: int, status: str, updated_at: datetime
-) -> None:
-    """`count` posts in `status`, last changed at `updated_at`, with awkward content."""
-    conn.execute(
-        text(
-            "INSERT INTO scheduled_posts (user_id, social_account_id, platform, content, "
-            "media, scheduled_at, status, attempts, external_post_id, last_error, "
-            "published_at, created_at, updated_at) "
-            "SELECT a.user_id, a.id, a.platform, 'post ' || g || ' ' || :tricky, "
-            "jsonb_build_array('https://cdn.example.com/' || g || '.jpg'), "
-            ":at - interval '1 hour', :status, 1 + g % 3, "
-            "CASE WHEN :status = 'published' THEN 'ext_' || g END, "
-            "CASE WHEN :status = 'dead' THEN :tricky END, "
-            "CASE WHEN :status = 'published' THEN :at END, :at - interval '2 hours', :at "
-            "FROM social_accounts a, generate_series(1, :count) g WHERE a.id = :account"
-        ),
-        {"tricky": TRICKY, "at": updated_at, "status": status, "count": count, "account": account},
-    )
 
 
 def rows_by_id(table: str) -> dict[uuid.UUID, dict[str, Any]]:
     with get_engine().connect() as conn:
         rows = conn.execute(text(f"SELECT {COLUMNS} FROM {table}")).mappings()
         return {row["id"]: dict(row) for row in rows}
-
-
-def scalar(query: str, **params: Any) -> Any:
-    with get_engine().connect() as conn:
-        return conn.execute(text(query), params).scalar_one()
 
 
 def test_old_finished_posts_move_to_the_archive_and_nothing_else_does(
@@ -128,15 +75,15 @@ def test_old_finished_posts_move_to_the_archive_and_nothing_else_does(
     assert set(live) == set(before) - expected
     assert all(archived[i] == before[i] for i in expected)  # every column, byte for byte
     assert archived[next(iter(expected))]["content"].endswith(TRICKY)
-    posts = report["posts"]
-    assert posts["before"] == posts["after"] + posts["archived"] == 120
-    assert posts["after"] == 0 and posts["batches"] == 18  # ceil(120 / 7)
+    posts = report.posts
+    assert posts.before == posts.after + posts.archived == 120
+    assert posts.after == 0 and posts.batches == 18  # ceil(120 / 7)
     stamps = scalar("SELECT count(DISTINCT archived_at) FROM scheduled_posts_archive")
     assert stamps == 1
 
     # And a second run finds nothing to do
     again = run_archive(settings)
-    assert again["posts"]["archived"] == 0
+    assert again.posts.archived == 0
     assert len(rows_by_id("scheduled_posts_archive")) == 120
 
 
@@ -193,16 +140,16 @@ def test_expired_attempt_partitions_are_exported_checked_and_dropped(
 
     # Then the three oldest months are files holding exactly their rows, and are gone
     directory = export_dir(get_settings())
-    exported = report["attempts"]["exported"]
-    assert [e["partition"] for e in exported] == expired
+    exported = report.attempts.exported
+    assert [e.partition for e in exported] == expired
     with get_engine().connect() as conn:
         remaining = list_partitions(conn)
     for entry, part in zip(exported, expired, strict=True):
         assert part not in remaining
         data, sha_file, manifest = paths(directory, part)
-        assert verify_export(manifest).rows == entry["rows"] == len(originals[part])
+        assert verify_export(manifest).rows == entry.rows == len(originals[part])
         digest = hashlib.sha256(data.read_bytes()).hexdigest()
-        assert digest == entry["sha256"]
+        assert digest == entry.sha256
         assert sha_file.read_text() == f"{digest}  {data.name}\n"
         assert data.stat().st_mode & 0o777 == 0o600
         assert _read_export(directory, part) == originals[part]
@@ -213,7 +160,7 @@ def test_expired_attempt_partitions_are_exported_checked_and_dropped(
         assert scalar(f'SELECT count(*) FROM "{partition_name(month)}"') == 50 + index
     assert scalar(f"SELECT count(*) FROM {DEFAULT_PARTITION}") == 1
     # And a second run has nothing to export
-    assert run_archive(get_settings())["attempts"]["exported"] == []
+    assert run_archive(get_settings()).attempts.exported == []
 
 
 def test_a_tampered_export_fails_verification(archive_env: dict[str, str]) -> None:
@@ -235,7 +182,7 @@ def test_partitions_ahead_are_created(
 ) -> None:
     # Given a deployment that wants 6 months ahead, and a missing month among them
     monkeypatch.setenv("HERALD_PARTITIONS_AHEAD", "6")
-    reset_settings()
+    runtime.reset()
     current = month_start(datetime.now(UTC).date())
     ahead = [partition_name(add_months(current, offset)) for offset in range(0, 7)]
     with get_engine().begin() as conn:
@@ -245,8 +192,8 @@ def test_partitions_ahead_are_created(
     # Then every month up to 6 ahead exists, and only the missing ones were created
     with get_engine().connect() as conn:
         assert set(ahead) <= set(list_partitions(conn))
-    assert report["attempts"]["created"] == [ahead[2], *ahead[4:]]
-    assert run_archive(get_settings())["attempts"]["created"] == []
+    assert report.attempts.created == [ahead[2], *ahead[4:]]
+    assert run_archive(get_settings()).attempts.created == []
 
 
 def _snapshot() -> dict[str, Any]:
@@ -309,12 +256,11 @@ def test_bad_option_is_a_usage_error(archive_env: dict[str, str]) -> None:
 
 
 def test_the_beat_task_archives_on_a_real_worker(
-    archive_env: dict[str, str], worker_process: WorkerFactory, control: Celery
+    archive_env: dict[str, str], celery_worker: Any, control: Celery
 ) -> None:
-    # Given old finished posts and a maintenance worker
+    # Given old finished posts and a worker (Celery's in-process one: nothing to kill)
     with get_engine().begin() as conn:
         seed_posts(conn, seed_account(conn), 25, "cancelled", OLD)
-    worker_process(("maintenance",))
     # When beat's task is sent by name
     control.send_task(TASK_ARCHIVE)
     # Then the worker archives them

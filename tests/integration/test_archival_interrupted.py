@@ -11,16 +11,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from tests.fixtures.archival import OLD, scalar, seed_account, seed_posts
 from tests.fixtures.cli import HERALD, run_herald
 from tests.fixtures.waiting import wait_for
-from tests.integration.test_archival import OLD, archive_env, scalar, seed_account, seed_posts
 from worker.archival.archiver import LOCK_NAME, LOCK_TTL
 from worker.archival.posts import COLUMNS
 from worker.coordination.redis_client import get_redis
 from worker.db.engine import get_engine
 from worker.settings import get_settings
-
-__all__ = ["archive_env"]  # the fixture, imported for this module's tests
 
 ROWS = 60_000
 #: The smallest batch the settings allow: hundreds of transactions, so a kill lands in one.

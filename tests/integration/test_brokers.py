@@ -9,9 +9,10 @@ from celery import Celery
 from tests.fixtures.services import Servers
 from tests.fixtures.waiting import wait_for
 from tests.fixtures.workers import WorkerFactory
+from worker import runtime
 from worker.constants import KEY_BEAT_HEARTBEAT, QUEUE_MAINTENANCE, TASK_HEARTBEAT
 from worker.coordination.redis_client import get_redis
-from worker.settings import get_settings, reset_settings
+from worker.settings import get_settings
 
 
 def test_redis_broker_keys_stay_inside_the_namespace(
@@ -27,7 +28,7 @@ def test_redis_broker_keys_stay_inside_the_namespace(
 @pytest.fixture
 def rabbitmq(amqp_url: str, namespace: str, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("BROKER_URL", amqp_url)
-    reset_settings()
+    runtime.reset()
     return amqp_url
 
 

@@ -15,12 +15,8 @@ from worker.db.migrate import head
 HEAD = head()
 
 
-def herald(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return run_herald(*args, env={**os.environ, **(env or {})})
-
-
 def test_health_is_json_and_exits_0_when_everything_answers(herald_env: dict[str, str]) -> None:
-    result = herald("health", env=herald_env)
+    result = run_herald("health", env=herald_env)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["status"] == "ok"
@@ -32,7 +28,7 @@ def test_health_is_json_and_exits_0_when_everything_answers(herald_env: dict[str
 
 
 def test_health_exits_1_and_names_the_failing_server(herald_env: dict[str, str]) -> None:
-    result = herald(
+    result = run_herald(
         "health", "--timeout", "1", env={**herald_env, "REDIS_URL": "redis://127.0.0.1:1/0"}
     )
     assert result.returncode == 1
@@ -44,7 +40,7 @@ def test_health_exits_1_and_names_the_failing_server(herald_env: dict[str, str])
 
 
 def test_migrate_is_idempotent_and_reports_the_revision(herald_env: dict[str, str]) -> None:
-    result = herald("migrate", env=herald_env)
+    result = run_herald("migrate", env=herald_env)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["revision"] == HEAD
 
@@ -60,7 +56,7 @@ def test_migrate_is_idempotent_and_reports_the_revision(herald_env: dict[str, st
 def test_a_wrong_setting_exits_2_naming_the_variable(
     herald_env: dict[str, str], env: dict[str, str], expected: str
 ) -> None:
-    result = herald("health", env={**herald_env, **env})
+    result = run_herald("health", env={**herald_env, **env})
     assert result.returncode == 2
     assert expected in result.stderr
     assert "Traceback" not in result.stderr
@@ -83,7 +79,7 @@ def test_a_celery_process_with_a_wrong_setting_exits_2_without_a_traceback(
 
 
 def test_a_wrong_flag_exits_2_with_usage() -> None:
-    result = herald("health", "--no-such-flag")
+    result = run_herald("health", "--no-such-flag", env={**os.environ})
     assert result.returncode == 2
     assert "No such option '--no-such-flag'" in result.stderr
     assert "Usage: herald health" in result.stderr

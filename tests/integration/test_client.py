@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -303,15 +302,11 @@ def test_the_demo_seed_makes_accounts_once_and_posts_every_time(
 # --- the `herald posts` command ------------------------------------------------------
 
 
-def herald(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return run_herald(*args, env=env)
-
-
 def test_cli_schedules_shows_reschedules_lists_and_cancels(
     accounts: dict[str, uuid.UUID], herald_env: dict[str, str]
 ) -> None:
     account = str(accounts["instagram"])
-    made = herald(
+    made = run_herald(
         "posts", "schedule", "--account", account, "--content", "From the shell",
         "--at", "+120", "--media", IMAGE, env=herald_env,
     )  # fmt: skip
@@ -319,16 +314,16 @@ def test_cli_schedules_shows_reschedules_lists_and_cancels(
     post = json.loads(made.stdout)
     assert (post["status"], post["media"], post["account"]["id"]) == ("scheduled", [IMAGE], account)
     at = (datetime.now(UTC) + timedelta(hours=2)).replace(microsecond=0)
-    moved = herald("posts", "reschedule", post["id"], "--at", at.isoformat(), env=herald_env)
+    moved = run_herald("posts", "reschedule", post["id"], "--at", at.isoformat(), env=herald_env)
     assert moved.returncode == 0, moved.stderr
     assert datetime.fromisoformat(json.loads(moved.stdout)["scheduled_at"]) == at
-    listed = herald("posts", "list", "--status", "scheduled", "--limit", "5", env=herald_env)
+    listed = run_herald("posts", "list", "--status", "scheduled", "--limit", "5", env=herald_env)
     assert [p["id"] for p in json.loads(listed.stdout)] == [post["id"]]
-    cancelled = herald("posts", "cancel", post["id"], env=herald_env)
+    cancelled = run_herald("posts", "cancel", post["id"], env=herald_env)
     assert json.loads(cancelled.stdout)["status"] == "cancelled"
-    shown = herald("posts", "show", post["id"], env=herald_env)
+    shown = run_herald("posts", "show", post["id"], env=herald_env)
     assert json.loads(shown.stdout)["status"] == "cancelled"
-    again = herald("posts", "cancel", post["id"], env=herald_env)
+    again = run_herald("posts", "cancel", post["id"], env=herald_env)
     assert again.returncode == 1
     assert again.stderr.startswith(f"herald: post {post['id']} is cancelled; only scheduled")
 
@@ -337,18 +332,18 @@ def test_cli_bad_input_exits_1_and_bad_usage_exits_2(
     accounts: dict[str, uuid.UUID], herald_env: dict[str, str]
 ) -> None:
     account = str(accounts["facebook"])
-    naive = herald(
+    naive = run_herald(
         "posts", "schedule", "--account", account, "--content", "hi",
         "--at", "2030-01-01T09:00:00", env=herald_env,
     )  # fmt: skip
     assert naive.returncode == 1
     assert naive.stderr.startswith("herald: scheduled_at: 2030-01-01T09:00:00 has no timezone")
-    unknown = herald("posts", "show", "nope", env=herald_env)
+    unknown = run_herald("posts", "show", "nope", env=herald_env)
     assert (unknown.returncode, unknown.stderr) == (
         1,
         "herald: post_id: 'nope' is not an id (expected a UUID)\n",
     )
-    bad_at = herald(
+    bad_at = run_herald(
         "posts", "schedule", "--account", account, "--content", "hi", "--at", "tomorrow",
         env=herald_env,
     )  # fmt: skip

@@ -18,7 +18,7 @@ from sqlalchemy import text
 from tests.fixtures.cli import json_lines
 from tests.fixtures.posting import InsertPosts, wait_all
 from tests.fixtures.sandbox import SandboxServer
-from tests.fixtures.services import reset_process_state
+from tests.fixtures.settings import quick_breakers
 from tests.fixtures.waiting import wait_for
 from tests.fixtures.workers import WorkerFactory, WorkerProcess
 from worker.constants import HEADER_REQUEST_ID, QUEUE_DEAD_LETTER, QUEUE_POSTS, TASK_PUBLISH
@@ -49,13 +49,7 @@ def test_retries_and_deferrals_carry_the_request_id(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Given: a failing platform, a breaker that opens after two failures, many attempts.
-    for name, value in {
-        "HERALD_BREAKER_FAIL_MAX": "2",
-        "HERALD_BREAKER_RESET_TIMEOUT": "1",
-        "HERALD_PUBLISH_MAX_ATTEMPTS": "40",
-    }.items():
-        monkeypatch.setenv(name, value)
-    reset_process_state()
+    quick_breakers(monkeypatch, fail_max=2, reset_timeout=1, max_attempts=40)
     sandbox.set_faults("instagram", error_rate=1.0, status=503)
     with_header, without = insert_posts(2, platforms=("instagram",))
     worker = worker_process((QUEUE_POSTS,), concurrency=2, env=JSON_LOGS)

@@ -19,7 +19,7 @@ import pytest
 from celery import Celery
 
 from tests.fixtures.cli import HERALD, run_herald
-from tests.fixtures.waiting import wait_for
+from tests.fixtures.deadletter import dlq, wait_letters
 from tests.fixtures.workers import WorkerFactory, WorkerProcess
 from worker.constants import QUEUE_POSTS, TASK_PUBLISH
 from worker.db import audit
@@ -29,26 +29,6 @@ from worker.local.processes import BACKGROUND_QUEUES
 
 #: A value that must reach the dead-letter table but never a log line.
 MARKER = "marker-5e1f0c"
-
-
-def herald(*args: str, env: dict[str, str], stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return run_herald(*args, env=env, stdin=stdin)
-
-
-def dlq(*args: str, env: dict[str, str]) -> Any:
-    result = herald("dlq", *args, env=env)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
-
-
-def wait_letters(env: dict[str, str], count: int, *filters: str) -> list[dict[str, Any]]:
-    """Every dead letter (any status), once there are at least `count` of them."""
-
-    def enough() -> list[dict[str, Any]] | None:
-        rows: list[dict[str, Any]] = dlq("list", "--status", "all", *filters, env=env)
-        return rows if len(rows) >= count else None
-
-    return wait_for(enough, timeout=60, interval=0.5, what=f"{count} dead letters")
 
 
 def send_raw(
@@ -132,7 +112,7 @@ def test_a_letter_that_cannot_be_decoded_is_refused_by_replay_with_a_clear_error
     send_raw(control, b"\x80not json", "application/json", "utf-8", {})
     (letter,) = wait_letters(herald_env, 1)
 
-    result = herald("dlq", "replay", str(letter["id"]), env=herald_env)
+    result = run_herald("dlq", "replay", str(letter["id"]), env=herald_env)
 
     assert result.returncode == 1
     assert "could not be decoded" in result.stderr and "no task to send again" in result.stderr
@@ -185,7 +165,7 @@ def test_purge_asks_first_and_is_audited(
     first, second = (str(letter["id"]) for letter in wait_letters(herald_env, 2))
 
     # Not a terminal and no --yes: refused, nothing changes.
-    refused = herald("dlq", "purge", first, env=herald_env)
+    refused = run_herald("dlq", "purge", first, env=herald_env)
     assert refused.returncode == 1 and "--yes" in refused.stderr
     # On a terminal, the operator is asked (and says yes).
     assert "Purge dead letter(s)" in _on_a_terminal(["dlq", "purge", first], "y\n", herald_env)
@@ -195,12 +175,12 @@ def test_purge_asks_first_and_is_audited(
     assert done["done"][0]["status"] == "purged"
     assert {row["status"] for row in dlq("list", "--status", "all", env=herald_env)} == {"purged"}
     entries = audit.recent(action="dlq.purge")
-    assert {entry["target"] for entry in entries} == {
+    assert {entry.target for entry in entries} == {
         f"dead_letter:{first}",
         f"dead_letter:{second}",
     }
-    assert "ops-alice" in {entry["actor"] for entry in entries}
-    again = herald("dlq", "purge", second, "--yes", env=herald_env)
+    assert "ops-alice" in {entry.actor for entry in entries}
+    again = run_herald("dlq", "purge", second, "--yes", env=herald_env)
     assert again.returncode == 1 and "already purged" in again.stderr
 
 

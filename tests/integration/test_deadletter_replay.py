@@ -9,19 +9,19 @@ import uuid
 from celery import Celery
 from sqlalchemy import text
 
+from tests.fixtures.cli import run_herald
+from tests.fixtures.deadletter import dlq, wait_letters
 from tests.fixtures.posting import InsertPosts, ledger_refs, post_rows, statuses, wait_all
 from tests.fixtures.sandbox import SandboxServer
 from tests.fixtures.waiting import wait_for
 from tests.fixtures.workers import WorkerFactory
-from tests.integration.test_deadletter import dlq, herald, wait_letters
-from worker.constants import HEADER_REQUEST_ID, QUEUE_POSTS, TASK_PUBLISH
+from worker.constants import HEADER_REQUEST_ID, KEY_DELIVERIES, QUEUE_POSTS, TASK_PUBLISH
 from worker.coordination.redis_client import get_redis
 from worker.db import audit
 from worker.db.accounts import deactivate_account
 from worker.db.session import unit_of_work
 from worker.deadletter.letter import Failure, record_dead_letter
 from worker.deadletter.reasons import poison_reason
-from worker.deadletter.receivers import KEY_DELIVERIES
 from worker.local.processes import BACKGROUND_QUEUES
 from worker.publishing.account_cache import invalidate_account
 from worker.settings import Settings, get_settings
@@ -91,9 +91,9 @@ def test_a_dead_publish_replayed_after_the_fix_publishes_once_and_is_linked(
     (replayed,) = dlq("list", "--status", "replayed", env=publish_env)
     assert replayed["replayed_task_id"] == new_id and replayed["replayed_at"]
     (entry,) = audit.recent(action="dlq.replay")
-    assert entry["actor"] == "ops-bob" and entry["detail"]["replayed_task_id"] == new_id
+    assert entry.actor == "ops-bob" and entry.detail["replayed_task_id"] == new_id
     # A letter is replayed once.
-    again = herald("dlq", "replay", str(letter["id"]), env=publish_env)
+    again = run_herald("dlq", "replay", str(letter["id"]), env=publish_env)
     assert again.returncode == 1 and f"already replayed as task {new_id}" in again.stderr
 
 

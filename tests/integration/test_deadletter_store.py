@@ -21,7 +21,7 @@ from worker.deadletter.letter import (
     record_dead_letter,
     revive_post,
 )
-from worker.deadletter.store import get, list_letters, mark_purged, store
+from worker.deadletter.store import LetterSummary, get, list_letters, mark_purged, store
 from worker.local.processes import BACKGROUND_QUEUES
 
 T0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
@@ -32,7 +32,7 @@ def put(**values: Any) -> int:
         return store(session, Letter(**{"reason": "r", "task_id": "t1", **values})).id
 
 
-def rows() -> list[dict[str, Any]]:
+def rows() -> list[LetterSummary]:
     with unit_of_work() as session:
         return list_letters(session, status="all", limit=100)
 
@@ -48,7 +48,7 @@ def test_the_same_failure_twice_is_one_row_with_the_latest_time_and_most_attempt
     with unit_of_work() as session:
         row = get(session, first)
     assert row is not None
-    assert (row["attempts"], row["first_failed_at"], row["last_failed_at"]) == (
+    assert (row.attempts, row.first_failed_at, row.last_failed_at) == (
         3,
         T0,
         T0 + timedelta(minutes=5),
@@ -66,7 +66,7 @@ def test_a_failure_after_its_letter_was_purged_opens_a_new_one(database: str) ->
     with unit_of_work() as session:
         mark_purged(session, first)
     assert put() != first
-    assert sorted(row["status"] for row in rows()) == ["open", "purged"]
+    assert sorted(row.status for row in rows()) == ["open", "purged"]
 
 
 def test_revive_post_puts_a_dead_post_back_in_flight_keeping_its_attempts(
@@ -113,4 +113,4 @@ def test_a_letter_sent_while_postgresql_is_unreachable_is_written_once_it_is_bac
     cut_off.stop()
     worker_process(BACKGROUND_QUEUES, name="bg")
     (row,) = wait_for(rows, timeout=60, interval=0.5, what="the letter to be written")
-    assert (row["task_id"], row["reason"]) == ("t-outage", "boom")
+    assert (row.task_id, row.reason) == ("t-outage", "boom")

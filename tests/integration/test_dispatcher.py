@@ -58,9 +58,9 @@ def test_concurrent_dispatchers_claim_disjoint_rows(
     insert_posts: InsertPosts, servers: Servers, namespace: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HERALD_DISPATCH_BATCH_SIZE", "50")
-    from worker.settings import reset_settings
+    from worker import runtime
 
-    reset_settings()
+    runtime.reset()
     ids = insert_posts(600, due_in=0)
     reports = []
 
@@ -139,6 +139,8 @@ def test_a_row_inserted_already_beyond_the_grace_is_refused_with_a_reason(
         (str(uuid.uuid4()), "yesterday", "expected_at 'yesterday' is not an ISO-8601 time"),
         (str(uuid.uuid4()), "2026-01-01T10:00:00", "has no timezone"),
     ],
+    # Stable ids: xdist workers collect separately and must agree on every test's name.
+    ids=["not-a-uuid", "an-int", "time-not-iso", "time-without-zone"],
 )
 def test_malformed_publish_input_is_a_clear_error(
     post_id: object, expected_at: object, message: str

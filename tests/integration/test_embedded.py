@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
+from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -17,39 +18,45 @@ HEAD = head()
 CONTRACT_URLS = ("DATABASE_URL", "REDIS_URL", "BROKER_URL")
 
 
-def herald(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+#: Seconds a command may take: the first one initialises and starts PostgreSQL.
+COMMAND_TIMEOUT_S = 180
+
+
+def embedded_env(home: Path) -> dict[str, str]:
+    """A user's environment with no server URL set and `home` as HERALD_HOME."""
     env = {k: v for k, v in os.environ.items() if k not in CONTRACT_URLS}
     env.update({"HERALD_HOME": str(home), "HERALD_NAMESPACE": "embedded-test"})
-    return run_herald(*args, env=env, timeout=180)
+    return env
 
 
 @pytest.fixture
-def home(tmp_path: Path) -> Path:
+def home(tmp_path: Path) -> Iterator[Path]:
     path = tmp_path / "herald-home"
     yield path
-    herald(path, "embedded", "stop")
+    run_herald("embedded", "stop", env=embedded_env(path), timeout=COMMAND_TIMEOUT_S)
 
 
 def test_embedded_servers_start_migrate_answer_and_persist_across_restarts(home: Path) -> None:
-    assert herald(home, "migrate").returncode == 0
-    health = herald(home, "health")
+    herald = partial(run_herald, env=embedded_env(home), timeout=COMMAND_TIMEOUT_S)
+    assert herald("migrate").returncode == 0
+    health = herald("health")
     assert health.returncode == 0, health.stdout + health.stderr
     first = json.loads(health.stdout)
     assert first["checks"]["database"]["schema_revision"] == HEAD
 
-    status = json.loads(herald(home, "embedded", "status").stdout)
+    status = json.loads(herald("embedded", "status").stdout)
     assert status["redis"] and status["redis"].startswith("redis://127.0.0.1:")
     assert status["postgres"] and status["postgres"].startswith("postgresql://")
     assert (home / "postgres" / "data" / "PG_VERSION").exists()
 
-    stopped = json.loads(herald(home, "embedded", "stop").stdout)
+    stopped = json.loads(herald("embedded", "stop").stdout)
     assert sorted(stopped["stopped"]) == ["postgres", "redis"]
-    assert json.loads(herald(home, "embedded", "status").stdout) == {
+    assert json.loads(herald("embedded", "status").stdout) == {
         "redis": None,
         "postgres": None,
     }
 
     # Started again on demand, with the data of the first run: the schema is still there.
-    again = herald(home, "health")
+    again = herald("health")
     assert again.returncode == 0, again.stdout + again.stderr
     assert json.loads(again.stdout)["checks"]["database"]["schema_revision"] == HEAD

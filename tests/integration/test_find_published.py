@@ -18,7 +18,7 @@ from sqlalchemy import text
 from tests.fixtures.posting import InsertPosts, ledger_refs, post_rows
 from tests.fixtures.sandbox import SandboxServer
 from worker.constants import OUTCOME_FOUND, PLATFORMS
-from worker.db import posts
+from worker.db import posts, posts_queries
 from worker.db.session import unit_of_work
 from worker.platforms import facebook
 from worker.platforms.base import Account, PlatformClient, PostRequest
@@ -169,7 +169,7 @@ def test_the_lookup_floor_is_the_first_attempt_even_after_the_post_moved_later(
         assert isinstance(posts.take_lease(session, post, 60, None), posts.Lease)
     # Then the lookup still reaches back to the first attempt, not to the new time
     with unit_of_work() as session:
-        floor = posts.first_attempt_floor(session, post)
+        floor = posts_queries.first_attempt_floor(session, post)
         again = session.execute(
             text("SELECT first_attempt_at FROM scheduled_posts WHERE id = :id"), {"id": post}
         ).scalar_one()

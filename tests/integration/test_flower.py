@@ -18,9 +18,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.fixtures.chromium import Page, chromium_page
+from tests.fixtures.herald_run import herald_run
+from tests.fixtures.ports import free_ports
 from tests.fixtures.waiting import wait_for
-from tests.integration.chromium import Page, chromium_page
-from tests.integration.herald_run import free_ports, herald_run
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Where the dashboard screenshot is kept after the run (pytest's tmp dirs are pruned).

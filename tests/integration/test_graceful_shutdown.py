@@ -11,6 +11,7 @@ import collections
 import signal
 import time
 import uuid
+from collections.abc import Callable
 
 import pytest
 from celery import Celery
@@ -43,29 +44,47 @@ def normal_platforms(sandbox: SandboxServer) -> None:
         sandbox.reset_faults(platform)
 
 
-def start_busy_worker(
-    worker_process: WorkerFactory, beat_process: object, insert_posts: InsertPosts, deadline: float
-) -> tuple[WorkerProcess, list[uuid.UUID]]:
-    """A worker with IN_FLIGHT publishes running (their rows leased: 'publishing')."""
-    env = {k: v for k, v in WORKER_ENV.items() if v is not None}
-    env["HERALD_SOFT_SHUTDOWN_TIMEOUT"] = str(deadline)
-    worker = worker_process(concurrency=IN_FLIGHT, name="busy", env=env)
-    beat_process()  # type: ignore[operator]
-    ids = insert_posts(IN_FLIGHT)
-    wait_for(
-        lambda: statuses(ids).get("publishing", 0) == IN_FLIGHT,
-        timeout=60,
-        interval=0.1,
-        what=f"{IN_FLIGHT} publishes in flight",
-    )
-    return worker, ids
+#: Starts a busy worker: `(deadline=…, latency_ms=…)` → the worker and its posts' ids.
+BusyWorker = Callable[..., tuple[WorkerProcess, list[uuid.UUID]]]
 
 
-def sigterm_and_time_exit(worker: WorkerProcess, deadline: float) -> tuple[int, float]:
+@pytest.fixture
+def busy_worker(
+    worker_process: WorkerFactory,
+    beat_process: object,
+    insert_posts: InsertPosts,
+    sandbox: SandboxServer,
+) -> BusyWorker:
+    """Starts a worker with shutdown deadline `deadline` and IN_FLIGHT publishes running
+    (their rows leased: 'publishing'), each taking the platforms `latency_ms` to answer."""
+
+    def start(*, deadline: float, latency_ms: int) -> tuple[WorkerProcess, list[uuid.UUID]]:
+        slow_platforms(sandbox, latency_ms=latency_ms)
+        env = {k: v for k, v in WORKER_ENV.items() if v is not None}
+        env["HERALD_SOFT_SHUTDOWN_TIMEOUT"] = str(deadline)
+        worker = worker_process(concurrency=IN_FLIGHT, name="busy", env=env)
+        beat_process()  # type: ignore[operator]
+        ids = insert_posts(IN_FLIGHT)
+        wait_for(
+            lambda: statuses(ids).get("publishing", 0) == IN_FLIGHT,
+            timeout=60,
+            interval=0.1,
+            what=f"{IN_FLIGHT} publishes in flight",
+        )
+        return worker, ids
+
+    return start
+
+
+def sigterm_and_expect_a_timely_exit(worker: WorkerProcess, deadline: float) -> None:
+    """SIGTERM `worker`; it must exit 0 within `deadline` (plus Celery's margin)."""
     started = time.monotonic()
     worker.send(signal.SIGTERM)
     code = worker.process.wait(timeout=deadline + 60)
-    return code, time.monotonic() - started
+    took = time.monotonic() - started
+
+    assert code == 0, worker.log()[-3000:]
+    assert took <= deadline + EXIT_MARGIN_S
 
 
 def drain_with_a_new_worker(
@@ -86,20 +105,13 @@ def drain_with_a_new_worker(
 
 
 def test_sigterm_lets_in_flight_publishes_finish_within_the_deadline(
-    insert_posts: InsertPosts,
-    worker_process: WorkerFactory,
-    beat_process: object,
-    sandbox: SandboxServer,
-    control: Celery,
+    busy_worker: BusyWorker, worker_process: WorkerFactory, sandbox: SandboxServer, control: Celery
 ) -> None:
     deadline = 15.0
-    slow_platforms(sandbox, latency_ms=3000)
-    worker, ids = start_busy_worker(worker_process, beat_process, insert_posts, deadline)
+    worker, ids = busy_worker(deadline=deadline, latency_ms=3000)
 
-    code, took = sigterm_and_time_exit(worker, deadline)
+    sigterm_and_expect_a_timely_exit(worker, deadline)
 
-    assert code == 0, worker.log()[-3000:]
-    assert took <= deadline + EXIT_MARGIN_S
     # Finished before the worker exited: nothing had to be requeued.
     assert statuses(ids) == {"published": IN_FLIGHT}
     assert sorted(ledger_refs(sandbox)) == sorted(str(i) for i in ids)
@@ -110,20 +122,13 @@ def test_sigterm_lets_in_flight_publishes_finish_within_the_deadline(
 
 
 def test_sigterm_requeues_publishes_that_outlive_the_deadline(
-    insert_posts: InsertPosts,
-    worker_process: WorkerFactory,
-    beat_process: object,
-    sandbox: SandboxServer,
-    control: Celery,
+    busy_worker: BusyWorker, worker_process: WorkerFactory, sandbox: SandboxServer, control: Celery
 ) -> None:
     deadline = 2.0
-    slow_platforms(sandbox, latency_ms=6000)
-    worker, ids = start_busy_worker(worker_process, beat_process, insert_posts, deadline)
+    worker, ids = busy_worker(deadline=deadline, latency_ms=6000)
 
-    code, took = sigterm_and_time_exit(worker, deadline)
+    sigterm_and_expect_a_timely_exit(worker, deadline)
 
-    assert code == 0, worker.log()[-3000:]
-    assert took <= deadline + EXIT_MARGIN_S
     assert "publishing" in statuses(ids), "nothing was in flight at the deadline"
     assert "Restoring" in worker.log(), "the unfinished publishes were not requeued"
     # The sandbox may still accept calls the worker gave up on: their outcome is unknown,

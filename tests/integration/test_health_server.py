@@ -20,9 +20,10 @@ import pytest
 from celery import Celery
 from sqlalchemy import text
 
+from tests.fixtures.metrics import scrape, value
+from tests.fixtures.ports import free_port
 from tests.fixtures.waiting import wait_for
 from tests.fixtures.workers import WorkerFactory
-from tests.integration.test_metrics_worker import free_port, scrape, value
 from worker.db.session import unit_of_work
 from worker.resilience.breaker import get_breakers
 

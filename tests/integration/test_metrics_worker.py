@@ -6,42 +6,14 @@ set, the sandbox platform, PostgreSQL and Redis.
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
-import httpx
-from prometheus_client.parser import text_string_to_metric_families
-
+from tests.fixtures.metrics import scrape, value
+from tests.fixtures.ports import free_port
 from tests.fixtures.posting import InsertPosts, wait_all
 from tests.fixtures.sandbox import SandboxServer
 from tests.fixtures.waiting import wait_for
 from tests.fixtures.workers import WorkerFactory
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Every sample of http://127.0.0.1:port/metrics by (name, sorted labels)."""
-    response = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10.0, trust_env=False)
-    response.raise_for_status()
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(response.text)
-        for sample in family.samples
-    }
-
-
-def value(
-    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str
-) -> float:
-    """Sum of the samples of `name` whose labels include `labels`."""
-    wanted = set(labels.items())
-    return sum(v for (n, ls), v in samples.items() if n == name and wanted <= set(ls))
 
 
 def test_worker_metrics_sum_what_its_pool_children_recorded(

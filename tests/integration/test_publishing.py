@@ -8,6 +8,7 @@ from __future__ import annotations
 import collections
 import os
 import signal
+import uuid
 from datetime import UTC, datetime, timedelta
 
 from celery import Celery
@@ -16,7 +17,7 @@ from sqlalchemy import text
 from tests.fixtures.posting import InsertPosts, ledger_refs, post_rows, statuses, wait_all
 from tests.fixtures.sandbox import SandboxServer
 from tests.fixtures.waiting import wait_for
-from tests.fixtures.workers import WorkerFactory
+from tests.fixtures.workers import WorkerFactory, WorkerProcess
 from worker.constants import TASK_DISPATCH_DUE
 from worker.db.session import unit_of_work
 
@@ -99,17 +100,34 @@ def test_two_dispatchers_and_two_workers_publish_each_post_once(
     assert max(counts.values()) == 1
 
 
+def start_a_slow_publish(
+    insert_posts: InsertPosts,
+    worker_process: WorkerFactory,
+    beat_process: object,
+    sandbox: SandboxServer,
+    platform: str,
+    *,
+    worker_name: str,
+) -> tuple[WorkerProcess, uuid.UUID]:
+    """One post on `platform`, answering after 3 s, being published (leased) by a worker
+    of one pool child named `worker_name`."""
+    sandbox.set_faults(platform, latency_ms=3000)
+    (post,) = insert_posts(1, platforms=(platform,))
+    worker = worker_process(concurrency=1, name=worker_name)
+    beat_process()  # type: ignore[operator]
+    wait_for(lambda: statuses([post]).get("publishing"), timeout=30, what="the publish to start")
+    return worker, post
+
+
 def test_a_worker_killed_mid_publish_still_publishes_exactly_once(
     insert_posts: InsertPosts,
     worker_process: WorkerFactory,
     beat_process: object,
     sandbox: SandboxServer,
 ) -> None:
-    sandbox.set_faults("facebook", latency_ms=3000)
-    (post,) = insert_posts(1, platforms=("facebook",))
-    victim = worker_process(concurrency=1, name="victim")
-    beat_process()  # type: ignore[operator]
-    wait_for(lambda: statuses([post]).get("publishing"), timeout=30, what="the publish to start")
+    victim, post = start_a_slow_publish(
+        insert_posts, worker_process, beat_process, sandbox, "facebook", worker_name="victim"
+    )
 
     victim.kill_all()  # the worker and its pool child, in the middle of the slow call
     sandbox.reset_faults("facebook")
@@ -127,11 +145,9 @@ def test_a_pool_child_killed_mid_publish_is_redelivered_and_publishes_once(
     beat_process: object,
     sandbox: SandboxServer,
 ) -> None:
-    sandbox.set_faults("youtube", latency_ms=3000)
-    (post,) = insert_posts(1, platforms=("youtube",))
-    worker = worker_process(concurrency=1, name="pool")
-    beat_process()  # type: ignore[operator]
-    wait_for(lambda: statuses([post]).get("publishing"), timeout=30, what="the publish to start")
+    worker, post = start_a_slow_publish(
+        insert_posts, worker_process, beat_process, sandbox, "youtube", worker_name="pool"
+    )
 
     (child,) = worker.children()
     os.kill(child, signal.SIGKILL)  # the main process lives: reject_on_worker_lost requeues

@@ -14,7 +14,7 @@ import pytest
 
 from tests.fixtures.posting import InsertPosts, ledger_refs, post_rows, statuses, wait_all
 from tests.fixtures.sandbox import SandboxServer
-from tests.fixtures.services import reset_process_state
+from tests.fixtures.settings import quick_breakers, use_settings
 from tests.fixtures.waiting import wait_for
 from tests.fixtures.workers import WorkerFactory
 from worker.resilience.breaker import get_breakers
@@ -41,8 +41,7 @@ def test_an_account_limit_holds_across_three_worker_processes(
     sandbox: SandboxServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("HERALD_RATE_LIMITS", "on")
-    reset_process_state()
+    use_settings(monkeypatch, HERALD_RATE_LIMITS="on")
     account = str(accounts["instagram"])
     set_limit = subprocess.run(
         [sys.executable, "-m", "worker.cli", "limits", "set", "instagram", f"{LIMIT}/10s",
@@ -74,13 +73,7 @@ def test_a_failing_platform_opens_its_breaker_defers_and_recovers(
     sandbox: SandboxServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    for name, value in {
-        "HERALD_BREAKER_FAIL_MAX": "3",
-        "HERALD_BREAKER_RESET_TIMEOUT": "4",
-        "HERALD_PUBLISH_MAX_ATTEMPTS": "30",
-    }.items():
-        monkeypatch.setenv(name, value)
-    reset_process_state()
+    quick_breakers(monkeypatch, fail_max=3, reset_timeout=4, max_attempts=30)
     sandbox.set_faults("facebook", error_rate=1.0, status=503)
     facebook = insert_posts(8, platforms=("facebook",))
     instagram = insert_posts(8, platforms=("instagram",))

@@ -16,8 +16,9 @@ import psutil
 import pytest
 from celery import Celery
 
+from tests.fixtures.herald_run import RunProcess, herald_run
+from tests.fixtures.ports import free_ports
 from tests.fixtures.waiting import wait_for
-from tests.integration.herald_run import RunProcess, free_ports, herald_run
 from worker.constants import KEY_BEAT_HEARTBEAT
 from worker.coordination.redis_client import get_redis
 from worker.local.supervisor import Child, Supervisor

@@ -8,7 +8,7 @@ from cryptography.fernet import Fernet
 
 from tests.fixtures.cli import run_herald
 from tests.fixtures.sandbox import SandboxServer
-from tests.integration.test_tokens_helpers import DAY, due_account, insert_account, oauth_calls
+from tests.fixtures.tokens import DAY, due_account, insert_account, oauth_calls
 
 
 def test_new_key_prints_one_fresh_fernet_key(herald_env: dict[str, str]) -> None:

@@ -11,9 +11,7 @@ from celery import Celery
 
 from tests.fixtures.cli import json_lines
 from tests.fixtures.sandbox import SandboxServer
-from tests.fixtures.waiting import wait_for
-from tests.fixtures.workers import WorkerProcess
-from tests.integration.test_tokens_helpers import (
+from tests.fixtures.tokens import (
     DAY,
     account_row,
     audit_rows,
@@ -27,6 +25,8 @@ from tests.integration.test_tokens_helpers import (
     plain_tokens,
     refresh_outcomes,
 )
+from tests.fixtures.waiting import wait_for
+from tests.fixtures.workers import WorkerProcess
 from worker.constants import PLATFORMS, TASK_REFRESH, TASK_REFRESH_EXPIRING
 from worker.publishing.account_cache import get_publish_account
 

@@ -14,13 +14,12 @@ from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy import text
 
 from tests.fixtures.cli import HERALD, run_herald
+from tests.fixtures.tokens import DAY, account_row, audit_rows, insert_account
 from tests.fixtures.waiting import wait_for
-from tests.integration.test_tokens_helpers import DAY, account_row, audit_rows, insert_account
+from worker import runtime
 from worker.constants import PLATFORMS
 from worker.db.engine import get_engine
 from worker.db.session import unit_of_work
-from worker.security.tokens import reset_cipher
-from worker.settings import reset_settings
 
 OLD, NEW = Fernet.generate_key().decode(), Fernet.generate_key().decode()
 
@@ -29,10 +28,9 @@ OLD, NEW = Fernet.generate_key().decode(), Fernet.generate_key().decode()
 def under_old_key(herald_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Accounts made from here on are encrypted with OLD only."""
     monkeypatch.setenv("TOKEN_ENCRYPTION_KEYS", OLD)
-    reset_settings()
-    reset_cipher()
+    runtime.reset()
     yield
-    reset_cipher()
+    runtime.reset()
 
 
 def rotation_env(herald_env: dict[str, str], keys: str) -> dict[str, str]:

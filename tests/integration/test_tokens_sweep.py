@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import text
 
 from tests.fixtures.sandbox import SandboxServer
-from tests.integration.test_tokens_helpers import (
+from tests.fixtures.tokens import (
     DAY,
     account_row,
     due_account,
@@ -88,10 +88,11 @@ def test_the_sweep_query_can_use_the_active_expiry_index(publish_env: dict[str, 
 def test_an_open_breaker_defers_a_refresh_without_calling_or_spending_an_attempt(
     publish_env: dict[str, str], sandbox: SandboxServer
 ) -> None:
+    from worker.constants import KEY_TOKEN_FAILURES
     from worker.coordination.redis_client import get_redis
     from worker.resilience.breaker import get_breakers
     from worker.settings import get_settings
-    from worker.tokens.refresh import KEY_FAILURES, refresh_account
+    from worker.tokens.refresh import refresh_account
 
     # Given a due account on a platform whose breaker is open
     account = due_account("facebook")
@@ -106,5 +107,5 @@ def test_an_open_breaker_defers_a_refresh_without_calling_or_spending_an_attempt
     assert result.retry_in is not None and 25 <= result.retry_in <= 32
     assert "breaker" in result.detail
     assert oauth_calls(sandbox) == []
-    assert not get_redis().exists(get_settings().key(*KEY_FAILURES, str(account)))
+    assert not get_redis().exists(get_settings().key(*KEY_TOKEN_FAILURES, str(account)))
     assert account_row(account) == before

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from worker import runtime
 from worker.client import (
     AccountInactiveError,
     HeraldClientError,
@@ -25,7 +26,6 @@ from worker.client import (
     past_grace,
     validated,
 )
-from worker.settings import reset_settings
 
 NOW = datetime(2025, 5, 1, 9, 0, tzinfo=UTC)
 IMAGE = "https://picsum.photos/seed/1/1080/1080"
@@ -81,10 +81,10 @@ def test_a_time_within_the_grace_is_accepted_and_one_beyond_it_is_in_the_past() 
 @pytest.fixture
 def grace_of_90_seconds(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("HERALD_PAST_GRACE", "90")
-    reset_settings()
+    runtime.reset()
     yield
     monkeypatch.undo()
-    reset_settings()
+    runtime.reset()
 
 
 @pytest.mark.usefixtures("grace_of_90_seconds")

@@ -37,6 +37,7 @@ from worker.deadletter.reasons import (
 )
 from worker.deadletter.receivers import WITHHELD, WithholdMessageBodies
 from worker.deadletter.replay import replay_headers, replay_queue, why_not_replayable
+from worker.deadletter.store import LetterRow
 from worker.publishing.publish import InvalidPublishInputError
 
 POST = uuid.UUID("6f1c1f8e-9f43-4a8e-8a57-2d1c7a0b5e11")
@@ -242,9 +243,16 @@ def test_a_replay_goes_to_the_original_queue_when_it_is_ours() -> None:
     assert replay_queue(None, "posts.nonexistent") == "posts"
 
 
-def row(**values: Any) -> dict[str, Any]:
-    base = {"id": 3, "status": "open", "raw_body": None, "task_name": "posts.publish"}
-    return {"reason": "r", "replayed_task_id": None, **base, **values}
+def row(**values: Any) -> LetterRow:
+    at = datetime(2026, 3, 1, tzinfo=UTC)
+    base: dict[str, Any] = {
+        "id": 3, "task_id": "t", "task_name": "posts.publish", "args": [], "kwargs": {},
+        "headers": {}, "queue": "posts", "raw_body": None, "reason": "r",
+        "exception_type": None, "exception_message": None, "traceback": None, "attempts": 1,
+        "first_failed_at": at, "last_failed_at": at, "status": "open",
+        "replayed_task_id": None, "replayed_at": None,
+    }  # fmt: skip
+    return LetterRow(**{**base, **values})
 
 
 def test_only_open_decoded_letters_can_be_replayed() -> None:

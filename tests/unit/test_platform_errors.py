@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -11,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from worker import runtime
 from worker.platforms import base, errors
 from worker.platforms.base import Account, ApiCaller, error_from_response
 from worker.platforms.errors import (
@@ -266,18 +268,27 @@ def test_one_shared_client_per_base_url_until_reset() -> None:
 
     assert base.http_client("http://shared.test") is first
     assert base.http_client("http://other.test") is not first
-    base.reset_http_clients()
+    runtime.reset()
     assert first.is_closed
     assert base.http_client("http://shared.test") is not first
-    base.reset_http_clients()
+    runtime.reset()
 
 
 def test_a_forked_child_forgets_the_parents_clients_without_closing_them() -> None:
     parents = base.http_client("http://shared.test")
+    read_end, write_end = os.pipe()
 
-    base._shared.forget_after_fork()
+    pid = os.fork()
+    if pid == 0:  # the child reports through the pipe and leaves without pytest's teardown
+        fresh = base.http_client("http://shared.test") is not parents
+        os.write(write_end, b"fresh" if fresh and not parents.is_closed else b"stale")
+        os._exit(0)
+    os.close(write_end)
+    _, status = os.waitpid(pid, 0)
 
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert os.read(read_end, 16) == b"fresh"
+    os.close(read_end)
     assert not parents.is_closed
-    assert base.http_client("http://shared.test") is not parents
-    parents.close()
-    base.reset_http_clients()
+    assert base.http_client("http://shared.test") is parents  # the parent's are untouched
+    runtime.reset()

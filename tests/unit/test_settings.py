@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from cryptography.fernet import Fernet
 
 from worker.settings import SettingsError, env_name, load_settings
 
-KEY = Fernet.generate_key().decode()
+#: A fixed key: it appears in test ids, which every xdist worker must collect alike.
+KEY = "4iUNrQkB1XgjFr_-5UOCHmvqScEHA6r9IbVUbtw1r98="
 SECURE_PRODUCTION = {
     "HERALD_ENV": "production",
     "DATABASE_URL": "postgresql://herald@db:5432/herald",

@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from worker.errors import RefusedError
 from worker.platforms.sandbox.faults import enter, fails, maybe_hang, retry_after_headers
 from worker.platforms.sandbox.state import Faults, Post, SandboxState, video_id
 from worker.platforms.sandbox.wire import (
@@ -196,7 +197,7 @@ def _grant(form: dict[str, str], faults: Faults) -> Response:
 # --- upload validation -------------------------------------------------------------
 
 
-class VideoRejectedError(ValueError):
+class VideoRejectedError(RefusedError, ValueError):
     """The upload's metadata or media is not acceptable; ``reason`` as YouTube names it."""
 
     def __init__(self, reason: str, message: str) -> None:
